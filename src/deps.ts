@@ -1,0 +1,310 @@
+import { randomBytes } from 'node:crypto'
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { AuditLog } from './audit/audit.ts'
+import { AuditSigner, Checkpointer } from './audit/checkpoints.ts'
+import type { Cache } from './cache/cache.ts'
+import { MemoryCache } from './cache/memory.ts'
+import { RedisCache } from './cache/redis.ts'
+import type { Config } from './config/load.ts'
+import { systemClock, type Clock } from './core/clock.ts'
+import { KyselyDecisionSink, SqliteWorkerDecisionSink } from './decisions/sinks.ts'
+import { DecisionWriter } from './decisions/writer.ts'
+import { DecisionRecords } from './decisions/records.ts'
+import { IdempotencyStore } from './idempotency/store.ts'
+import { Jobs } from './ops/jobs.ts'
+import { createClassifier } from './classify/index.ts'
+import type { Classifier } from './classify/facts.ts'
+import { ChallengeHolds } from './friction/holds.ts'
+import { HeuristicGrader, TemplateQuestions, type Grader, type QuestionSource } from './friction/friction.ts'
+import { LlmGrader, LlmQuestions } from './friction/llm.ts'
+import { PolicyStore } from './policy/policies.repo.ts'
+import { OrgSettingsStore } from './orgs/org-settings.ts'
+import { KeyStore } from './keys/keys.repo.ts'
+import { createLogger, safeError, type Logger } from './observe/log.ts'
+import { Metrics } from './observe/metrics.ts'
+import { OrgStore } from './orgs/orgs.repo.ts'
+import { masterKeyFromHex, OrgKeyring, type MasterKey } from './privacy/org-keys.ts'
+import { UpstreamHttp } from './providers/http.ts'
+import { ProviderRegistry } from './providers/registry.ts'
+import { MemoryLimitStore, RedisLimitStore, type LimitStore } from './ratelimit/limiter.ts'
+import { RateLimiter } from './ratelimit/limits.ts'
+import { RateTiers } from './ratelimit/tiers.ts'
+import type { ServerDeps } from './server.ts'
+import type { TrustInstance } from './trust/instance.ts'
+import { LoginLinks } from './identity/login-links.ts'
+import { Oidc, type OidcProvider } from './identity/oidc.ts'
+import { Passkeys } from './identity/passkeys.ts'
+import { SessionStore } from './identity/sessions.ts'
+import { UserStore } from './identity/users.ts'
+import { LogOutbox, SmtpTransport, type MailTransport } from './mail/mail.ts'
+import { InviteStore } from './orgs/invites.ts'
+import { MemberStore } from './orgs/members.ts'
+import { SsoStore } from './orgs/sso.ts'
+import { openDatabase, type Database } from './storage/database.ts'
+import { migrateToLatest } from './storage/migrations/index.ts'
+
+/** The stores the CLI and the server share: database (migrated), audit log, keyring, orgs, keys. */
+export interface Stores {
+  readonly clock: Clock
+  readonly log: Logger
+  readonly db: Database
+  readonly audit: AuditLog
+  /** Signs the audit chains' heads (D9) with the instance's key file. */
+  readonly checkpoints: Checkpointer
+  readonly keyring: OrgKeyring
+  readonly orgs: OrgStore
+  readonly keys: KeyStore
+  readonly users: UserStore
+  readonly members: MemberStore
+  readonly invites: InviteStore
+  readonly links: LoginLinks
+  readonly sso: SsoStore
+  /** This instance's public origin (links, cookies, WebAuthn relying party). */
+  readonly origin: string
+  close(): Promise<void>
+}
+
+/**
+ * The public origin: TOLLGATE_PUBLIC_URL, else the listen address — as `localhost` when it is a
+ * loopback address, because WebAuthn relying-party ids cannot be IP addresses.
+ */
+export function publicOrigin(config: Config): string {
+  if (config.server.publicUrl) return new URL(config.server.publicUrl).origin
+  const scheme = config.server.tls ? 'https' : 'http'
+  const host = /^(127\.\d+\.\d+\.\d+|::1|localhost)$/.test(config.server.host) ? 'localhost' : config.server.host.includes(':') ? `[${config.server.host}]` : config.server.host
+  return `${scheme}://${host}:${config.server.port}`
+}
+
+export interface Deps extends ServerDeps, Stores {
+  readonly upstreamHttp: UpstreamHttp
+  readonly jobs: Jobs
+}
+
+function googleProvider(config: Config): OidcProvider | undefined {
+  const g = config.identity.google
+  return g && { kind: 'google', orgId: undefined, issuer: g.issuer, clientId: g.clientId, clientSecret: g.clientSecret, allowedDomains: g.allowedDomains }
+}
+
+/**
+ * TRUST-1: what the trust page may publish about this instance. Secrets (credentials, database,
+ * Redis and SMTP URLs, the operator secret, the master key) become only "configured or not".
+ */
+export function trustInstance(config: Config, storage: 'sqlite' | 'postgres', cache: 'memory' | 'redis'): TrustInstance {
+  const up = config.providers.upstreams
+  const publicHttps = config.server.publicUrl?.startsWith('https://') ?? false
+  const sec = config.security
+  return {
+    mode: config.mode,
+    environments: [...config.server.environments],
+    storage, cache,
+    transport: { tls: config.server.tls !== undefined, publicHttps, hstsMaxAgeS: config.server.hstsMaxAgeS, trustedProxies: config.limits.trustedProxies.length },
+    providers: Object.fromEntries(config.server.environments.map((env) => [env, Object.keys(up[env]).sort()])),
+    identity: {
+      googleSignIn: config.identity.google !== undefined,
+      stepUpWindowS: config.identity.stepUpWindowS, sessionMaxAgeS: config.identity.sessionMaxAgeS,
+      ssoSessionMaxAgeS: config.identity.ssoSessionMaxAgeS, ssoSessionIdleS: config.identity.ssoSessionIdleS, sessionRotateS: config.identity.sessionRotateS,
+    },
+    mail: config.mail.smtpUrl ? 'smtp' : 'log',
+    opsSecret: config.ops.secret !== undefined,
+    masterKey: config.masterKey ? 'setting' : 'generated',
+    limits: {
+      authPerMin: config.limits.authPerMin, interceptPerMin: config.limits.interceptPerMin, apiPerMin: config.limits.apiPerMin,
+      idempotencyTtlS: config.limits.idempotencyTtlS, idempotencyLockS: config.limits.idempotencyLockS,
+      bodyLimitBytes: config.server.bodyLimitBytes, maxHeaderBytes: config.server.maxHeaderBytes, headersTimeoutMs: config.server.headersTimeoutMs,
+      requestTimeoutMs: config.server.requestTimeoutMs, maxConnections: config.server.maxConnections, jsonMaxDepth: config.server.jsonMaxDepth,
+      maxAttachments: config.limits.maxAttachments, maxAttachmentBytes: config.limits.maxAttachmentBytes, maxAttachmentsTotalBytes: config.limits.maxAttachmentsTotalBytes,
+    },
+    classifier: {
+      model: config.classify.model, llm: config.classify.llmMode,
+      llmActive: config.classify.llmMode !== 'off' && (up.production.anthropic?.apiKey !== undefined || up.production.gemini?.apiKey !== undefined),
+    },
+    challenge: { ...config.challenge },
+    audit: { checkpointEvents: config.audit.checkpointEvents, checkpointS: config.audit.checkpointS },
+    decisionBatchMax: config.decisions.batchMax,
+    security: {
+      contacts: [...sec.contacts], expiresAt: sec.expiresAt, policyUrl: sec.policyUrl, languages: [...sec.languages],
+      canonical: publicHttps ? `${new URL(config.server.publicUrl!).origin}/.well-known/security.txt` : undefined,
+    },
+  }
+}
+
+export interface BuildOptions {
+  readonly clock?: Clock
+  readonly log?: Logger
+  /** A classifier to use instead of building one (tests share one per process: the model loads once). Not closed by deps. */
+  readonly classifier?: Classifier
+}
+
+/** The classifier (GW-3): embedded, escalating to the LLM classifier when production keys exist and it is not off. */
+function buildClassifier(config: Config, http: UpstreamHttp, log: Logger, metrics: Metrics): Classifier {
+  const c = config.classify
+  const up = config.providers.upstreams.production
+  const anthropic = up.anthropic?.apiKey ? { baseUrl: up.anthropic.baseUrl, apiKey: up.anthropic.apiKey, model: c.anthropicModel } : undefined
+  const gemini = up.gemini?.apiKey ? { baseUrl: up.gemini.baseUrl, apiKey: up.gemini.apiKey, model: c.geminiModel } : undefined
+  const llm = c.llmMode !== 'off' && (anthropic || gemini)
+    ? { http, mode: c.llmMode, timeoutMs: c.timeoutMs, ...(anthropic ? { anthropic } : {}), ...(gemini ? { gemini } : {}),
+      onFallback: (e: { provider: string; code: string }) => {
+        metrics.classifierFallbacks.inc({ provider: e.provider })
+        log.warn({ event: 'classifier_fallback', provider: e.provider, code: e.code }, 'LLM classifier unavailable: the embedded result stands')
+      } }
+    : undefined
+  return createClassifier({ embedded: { workers: c.workers }, ...(llm ? { llm } : {}) })
+}
+
+/** `load`, remembered per argument list for `ttlMs` (at most 10,000 entries; beyond, it starts over). */
+function cachedFor<A extends readonly string[], V>(clock: Clock, ttlMs: number, load: (args: A) => Promise<V>): (args: A) => Promise<V> {
+  const hits = new Map<string, { value: V; until: number }>()
+  return async (args) => {
+    const k = args.join('\0')
+    const now = clock.now()
+    const hit = hits.get(k)
+    if (hit && hit.until > now) return hit.value
+    const value = await load(args)
+    if (hits.size > 10_000) hits.clear()
+    hits.set(k, { value, until: now + ttlMs })
+    return value
+  }
+}
+
+/**
+ * Challenge questions and grading (GW-5): by the LLM (Anthropic, strict JSON) with
+ * TOLLGATE_CHALLENGE_LLM=on and a production Anthropic key — falling back per call — else the
+ * offline templates and heuristic.
+ */
+function buildFriction(config: Config, http: UpstreamHttp, log: Logger): { grader: Grader; questions: QuestionSource } {
+  const offline = { grader: new HeuristicGrader(), questions: new TemplateQuestions() }
+  const a = config.providers.upstreams.production.anthropic
+  if (!config.challenge.llm || !a?.apiKey) return offline
+  const o = {
+    http, timeoutMs: config.classify.timeoutMs, anthropic: { baseUrl: a.baseUrl, apiKey: a.apiKey, model: config.classify.anthropicModel },
+    onFallback: (e: { what: string; code: string }) => log.warn({ event: 'friction_llm_fallback', kind: e.what, code: e.code }, 'LLM challenge helper unavailable: the offline one answered'),
+  }
+  return { grader: new LlmGrader(o, offline.grader), questions: new LlmQuestions(o, offline.questions) }
+}
+
+/**
+ * The master key: TOLLGATE_MASTER_KEY, or in development a key generated once into
+ * `<dataDir>/master.key` (mode 0600). Production mode refuses to start without the setting.
+ */
+export function loadMasterKey(config: Config, log: Logger): MasterKey {
+  if (config.masterKey) return masterKeyFromHex(config.masterKey.reveal())
+  const path = join(config.storage.dataDir, 'master.key')
+  mkdirSync(config.storage.dataDir, { recursive: true, mode: 0o700 })
+  if (!existsSync(path)) {
+    writeFileSync(path, randomBytes(32).toString('hex') + '\n', { mode: 0o600, flag: 'wx' })
+    log.warn({ event: 'master_key_generated' }, 'no TOLLGATE_MASTER_KEY set: generated a development master key in the data dir (set TOLLGATE_MASTER_KEY in production)')
+  }
+  chmodSync(path, 0o600)
+  return masterKeyFromHex(readFileSync(path, 'utf8').trim())
+}
+
+export async function buildStores(config: Config, opts: BuildOptions = {}): Promise<Stores> {
+  const clock = opts.clock ?? systemClock
+  const log = opts.log ?? createLogger(config.log.level)
+  const db = openDatabase({ url: config.storage.databaseUrl?.reveal(), dataDir: config.storage.dataDir })
+  try {
+    await migrateToLatest(db.db, db.dialect)
+  } catch (err) {
+    await db.close()
+    throw err
+  }
+  const audit = new AuditLog(clock, db.dialect)
+  const checkpoints = new Checkpointer(db.db, clock, AuditSigner.fromFile(config.audit.signingKeyFile), { everyEvents: config.audit.checkpointEvents, everyMs: config.audit.checkpointS * 1000 })
+  audit.checkpointer = checkpoints
+  const keyring = new OrgKeyring(db.db, loadMasterKey(config, log), clock)
+  const orgs = new OrgStore(db.db, clock, audit, keyring)
+  const keys = new KeyStore(db.db, clock, audit, (err) => log.warn({ err: safeError(err) }, 'last_used_at update failed'))
+  return {
+    clock, log, db, audit, checkpoints, keyring, orgs, keys,
+    users: new UserStore(db.db, clock),
+    members: new MemberStore(db.db, clock),
+    invites: new InviteStore(db.db, clock),
+    links: new LoginLinks(db.db, clock),
+    sso: new SsoStore(db.db, clock, keyring),
+    origin: publicOrigin(config),
+    close: () => db.close(),
+  }
+}
+
+export async function buildDeps(config: Config, opts: BuildOptions = {}): Promise<Deps> {
+  const stores = await buildStores(config, opts)
+  const { clock, log, db } = stores
+  const cache: Cache = config.cache.redisUrl ? new RedisCache(config.cache.redisUrl.reveal()) : new MemoryCache(clock)
+  const metrics = new Metrics()
+  const upstreamHttp = new UpstreamHttp({ connections: config.providers.maxConnections, headersTimeoutMs: config.providers.timeoutMs, bodyTimeoutMs: config.providers.idleTimeoutMs })
+  const providers = new ProviderRegistry(config.providers, upstreamHttp)
+  const sink = db.dialect === 'sqlite' ? new SqliteWorkerDecisionSink(db.sqlitePath!) : new KyselyDecisionSink(db.db)
+  const decisions = new DecisionWriter(sink, config.decisions.batchMax, {
+    batch: (size, ms, ok) => {
+      metrics.decisionBatch.observe(size)
+      if (ok) metrics.decisionCommit.observe(ms / 1000)
+    },
+  })
+  const tls = config.server.tls ? { cert: readFileSync(config.server.tls.certPath), key: readFileSync(config.server.tls.keyPath) } : undefined
+  const classifier = opts.classifier ?? buildClassifier(config, upstreamHttp, log, metrics)
+  const holds = new ChallengeHolds(clock, { ttlMs: config.challenge.ttlS * 1000, maxAttempts: config.challenge.attempts, maxHolds: config.challenge.maxHolds })
+  const orgSettings = new OrgSettingsStore(db.db, clock, stores.audit)
+  // A member's role for policy matching (a role change applies within 30 s) and an org's choice
+  // of LLM classification (within 5 s), read on every AI request: cached briefly.
+  const roleOf = cachedFor(clock, 30_000, ([orgId, userId]: [string, string]) => stores.users.role(userId, orgId).then((r) => r ?? null))
+  const llmModeOf = cachedFor(clock, 5_000, ([orgId]: [string]) => orgSettings.get(orgId).then((s) => s.classifierLlm))
+  const id = config.identity
+  const sessions = new SessionStore(db.db, clock, {
+    longAbsoluteMs: id.sessionMaxAgeS * 1000, ssoAbsoluteMs: id.ssoSessionMaxAgeS * 1000, ssoIdleMs: id.ssoSessionIdleS * 1000,
+    idleWriteMs: 60_000, rotateEveryMs: id.sessionRotateS * 1000, rotationGraceMs: 10_000,
+  })
+  const origin = stores.origin
+  const idempotency = new IdempotencyStore(db.db, clock, { ttlMs: config.limits.idempotencyTtlS * 1000, lockMs: config.limits.idempotencyLockS * 1000 })
+  const jobs = new Jobs([
+    { name: 'idempotency_expired', everyMs: 60_000, run: () => idempotency.sweep() },
+    { name: 'invites_closed', everyMs: 3_600_000, run: () => stores.invites.purgeClosed() },
+    // A tenth of the interval, so no chain goes longer than the interval without a checkpoint.
+    { name: 'audit_checkpoints', everyMs: Math.max(1000, (config.audit.checkpointS * 1000) / 10), run: () => stores.checkpoints.tick() },
+  ], log)
+  const lim = config.limits
+  const fallbackLimits = new MemoryLimitStore(clock)
+  const limitStore: LimitStore = config.cache.redisUrl ? new RedisLimitStore(config.cache.redisUrl.reveal()) : fallbackLimits
+  const rate = new RateLimiter(limitStore, fallbackLimits, log, { refused: (g) => metrics.rateLimited.inc({ group: g }), fallback: (g) => metrics.rateStoreFallback.inc({ group: g }) })
+  const tiers = new RateTiers(db.db, clock, stores.audit, { auth: lim.authPerMin, intercept: lim.interceptPerMin, api: lim.apiPerMin })
+  const mail: MailTransport = config.mail.smtpUrl ? new SmtpTransport(config.mail.smtpUrl.reveal(), config.mail.from) : new LogOutbox(log)
+  return {
+    ...stores,
+    cache, metrics, upstreamHttp, providers, decisions, sessions, mail, rate, tiers,
+    records: new DecisionRecords(db.db),
+    classifier, holds, classifierModel: config.classify.model,
+    policies: new PolicyStore(db.db, clock, stores.audit),
+    orgSettings,
+    ...buildFriction(config, upstreamHttp, log),
+    // An org's choice of LLM classification, cached briefly (a change applies within 5 s).
+    classifierLlmOf: (orgId: string) => llmModeOf([orgId]),
+    roleOf: async (orgId: string, userId: string | null) => (userId === null ? null : roleOf([orgId, userId])),
+    idempotency,
+    jobs,
+    oidc: new Oidc(`${origin}/auth/callback`, config.mode === 'development'),
+    google: googleProvider(config),
+    passkeys: new Passkeys(db.db, clock, { id: new URL(origin).hostname, name: 'Tollgate', origin }),
+    stepUpWindowMs: id.stepUpWindowS * 1000,
+    secureCookies: true,
+    opsSecret: config.ops.secret,
+    trust: trustInstance(config, db.dialect, cache.kind),
+    environments: config.server.environments,
+    http: {
+      bodyLimitBytes: config.server.bodyLimitBytes, tls, hstsMaxAgeS: config.server.hstsMaxAgeS, publicUrl: config.server.publicUrl, trustedProxies: lim.trustedProxies,
+      maxHeaderBytes: config.server.maxHeaderBytes, headersTimeoutMs: config.server.headersTimeoutMs, requestTimeoutMs: config.server.requestTimeoutMs,
+      maxConnections: config.server.maxConnections, jsonMaxDepth: config.server.jsonMaxDepth,
+    },
+    attachmentLimits: { count: lim.maxAttachments, bytes: lim.maxAttachmentBytes, totalBytes: lim.maxAttachmentsTotalBytes },
+    async close() {
+      jobs.stop()
+      holds.close()
+      if (!opts.classifier) await classifier.close()
+      await decisions.close()
+      await upstreamHttp.close()
+      await limitStore.close()
+      if (limitStore !== fallbackLimits) await fallbackLimits.close()
+      await cache.close()
+      await stores.close()
+    },
+  }
+}

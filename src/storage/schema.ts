@@ -1,0 +1,263 @@
+import type { Generated } from 'kysely'
+
+/**
+ * Row types of every table. Timestamps (`*_at`) are integer ms since the epoch; flags are 0/1.
+ * What is never here: prompt or output text, attachment bytes or names, raw IPs, raw secrets.
+ * The schema test (TRANSIT-3, DATA-1) classifies every column and fails on an unclassified one.
+ */
+export interface OrgTable {
+  id: string
+  slug: string
+  created_at: number
+  terminated_at: number | null
+}
+
+/** A per-org key (e.g. the prompt-fingerprint HMAC key), AES-256-GCM-wrapped under the master key. */
+export interface OrgKeyTable {
+  id: string
+  org_id: string
+  purpose: string
+  wrapped: string
+  master_key_id: string
+  created_at: number
+  destroyed_at: number | null
+}
+
+export interface ApiKeyTable {
+  /** The public id embedded in the key, used for lookup. */
+  id: string
+  org_id: string
+  environment: string
+  user_id: string | null
+  label: string | null
+  /** `gateway` (AI endpoints) or `admin` (the admin API, acting as user_id). */
+  scope: string
+  /** SHA-256 of the whole key, hex. The key itself is shown once and never stored. */
+  secret_hash: string
+  created_at: number
+  /** Set on the old key by a rotation: it keeps working until then (grace period). */
+  expires_at: number | null
+  revoked_at: number | null
+  last_used_at: number | null
+  replaced_by: string | null
+  created_by_type: string
+  created_by: string | null
+}
+
+/** The decision record (TRANSIT-3): the only thing persisted about an AI request. */
+export interface DecisionTable {
+  id: string
+  org_id: string
+  environment: string
+  key_id: string | null
+  /** HMAC under the org key of the principal id: pseudonymous (DATA-2). */
+  actor_id: string | null
+  request_id: string
+  endpoint: string
+  /** A catalog model name, or `other`: the client's raw model string is never stored. */
+  model: string | null
+  provider: string | null
+  outcome: string
+  status: number
+  error_code: string | null
+  stream: number
+  input_tokens: number | null
+  output_tokens: number | null
+  attachment_count: number
+  /** Comma-separated MIME types from the accepted allowlist only. */
+  attachment_types: string | null
+  /** HMAC-SHA-256 of the prompt under the org's fingerprint key (D1), base64url. */
+  prompt_fingerprint: string | null
+  domain: string | null
+  intent: string | null
+  friction: string | null
+  passed: number | null
+  reasoning_score: number | null
+  rule_id: string | null
+  finding_codes: string | null
+  classifier: string | null
+  classify_ms: number | null
+  policy_ms: number | null
+  auth_ms: number | null
+  upstream_ms: number | null
+  total_ms: number
+  created_at: number
+  completed_at: number
+}
+
+/** Append-only, hash-chained audit log; one chain per org plus the `instance` chain. */
+export interface AuditEventTable {
+  chain_id: string
+  seq: number
+  at: number
+  actor_type: string
+  actor_id: string | null
+  action: string
+  target_type: string | null
+  target_id: string | null
+  outcome: string
+  request_id: string | null
+  prev_hash: string
+  hash: string
+}
+
+/** A signed audit checkpoint (AUDIT-3, D9): the head of one chain, signed outside the database. */
+export interface AuditCheckpointTable {
+  id: string
+  chain_id: string
+  seq: number
+  head_hash: string
+  at: number
+  key_id: string
+  signature: string
+}
+
+export interface DB {
+  org: OrgTable
+  org_key: OrgKeyTable
+  api_key: ApiKeyTable
+  decision: DecisionTable
+  audit_event: AuditEventTable
+  audit_checkpoint: AuditCheckpointTable
+  user: UserTable
+  user_identity: UserIdentityTable
+  membership: MembershipTable
+  session: SessionTable
+  passkey: PasskeyTable
+  invite: InviteTable
+  sso_config: SsoConfigTable
+  login_link: LoginLinkTable
+  instance_key: InstanceKeyTable
+  rate_tier: RateTierTable
+  idempotency: IdempotencyTable
+}
+
+export type Row<T extends keyof DB> = DB[T]
+export type { Generated }
+
+export interface UserTable {
+  id: string
+  /** The one piece of PII stored about a person (DATA-1). Never a lookup key for sign-in (D3). */
+  email: string
+  created_at: number
+  disabled_at: number | null
+}
+
+export interface UserIdentityTable {
+  /** HMAC(instance key, issuer ‖ sub), base64url: pseudonymous (D3). */
+  subject_hash: string
+  user_id: string
+  provider: string
+  org_id: string | null
+  created_at: number
+}
+
+export interface MembershipTable {
+  org_id: string
+  user_id: string
+  role: string
+  created_at: number
+}
+
+export interface SessionTable {
+  id: string
+  user_id: string
+  /** SHA-256 of the 256-bit session token, hex (AUTH-3). */
+  token_hash: string
+  prev_token_hash: string | null
+  prev_valid_until: number | null
+  kind: string
+  org_id: string | null
+  created_at: number
+  absolute_expires_at: number
+  idle_timeout_ms: number | null
+  last_seen_at: number
+  auth_at: number
+  rotated_at: number
+  rotate_after: number | null
+  ended_at: number | null
+  end_reason: string | null
+}
+
+export interface PasskeyTable {
+  /** The WebAuthn credential id, base64url. */
+  id: string
+  user_id: string
+  /** COSE public key, base64url (public material only). */
+  public_key: string
+  counter: number
+  transports: string | null
+  backed_up: number
+  created_at: number
+  last_used_at: number | null
+}
+
+export interface InviteTable {
+  id: string
+  org_id: string
+  /** The invitee's email until the invite is accepted, revoked or expired (then purged). */
+  email: string
+  role: string
+  token_hash: string
+  created_by: string | null
+  created_at: number
+  expires_at: number
+  accepted_at: number | null
+  revoked_at: number | null
+}
+
+export interface SsoConfigTable {
+  org_id: string
+  issuer: string
+  client_id: string
+  /** The IdP client secret, AES-256-GCM under a key derived for this org. */
+  client_secret_sealed: string | null
+  /** Comma-separated email domains allowed to sign in (and `hd` for Google Workspace). */
+  allowed_domains: string
+  updated_at: number
+}
+
+export interface LoginLinkTable {
+  token_hash: string
+  user_id: string
+  created_at: number
+  expires_at: number
+  used_at: number | null
+}
+
+export interface InstanceKeyTable {
+  purpose: string
+  wrapped: string
+  master_key_id: string
+  created_at: number
+}
+
+export interface RateTierTable {
+  org_id: string
+  /** `intercept` or `api` (the `auth` group is per address, before any org is known). */
+  endpoint_group: string
+  per_minute: number
+  updated_at: number
+}
+
+export interface IdempotencyTable {
+  org_id: string
+  /** The credential: an API key id, or a user id for session-authenticated calls. */
+  credential_id: string
+  /** HMAC of the Idempotency-Key value under the org key. */
+  key_hash: string
+  method: string
+  /** The route pattern, e.g. /api/orgs/:org/keys. */
+  route: string
+  /** HMAC of the canonical JSON request under the org key. */
+  fingerprint: string
+  state: string
+  lock_until: number
+  status: number | null
+  /** Admin API responses only, AES-256-GCM under the org's data key; a key secret is never kept. */
+  response_sealed: string | null
+  /** AI endpoints: the decision record answered on replay (never the output). */
+  decision_id: string | null
+  created_at: number
+  expires_at: number
+}

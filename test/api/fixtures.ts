@@ -1,0 +1,65 @@
+import assert from 'node:assert/strict'
+import type { TestApp } from '../helpers/app.ts'
+import { call, email, inviteIn, keyFor, newUser, passkeyFor, ssoIn, type Person } from './world.ts'
+
+/**
+ * A live fixture for every state-changing /api/ route, for a signed-in OWNER of `orgId`: the path
+ * parameters name real objects and the body is valid, so the request — if let through — changes
+ * something (the admin-input and audit fail-closed tests rely on that).
+ */
+
+export const DOC = { version: 1, default_action: 'allow', rules: [] }
+
+export interface Valid {
+  readonly params: Record<string, string>
+  readonly body?: Record<string, unknown>
+  /** The status of the valid request (the positive control); undefined when it cannot succeed without a browser. */
+  readonly ok?: number
+}
+
+export type Ctx = { tg: TestApp; owner: Person; orgId: string; spareOrg: string }
+
+const api = async (c: Ctx, method: string, path: string, body: unknown, want: number) => {
+  const r = await call(c.tg, c.owner, method, `/api/orgs/${c.orgId}${path}`, body)
+  assert.equal(r.status, want, `fixture ${method} ${path}: ${r.text}`)
+  return r.json
+}
+
+/** Live fixtures for each route: if a bad request were accepted, it would change something. */
+export const VALID: Record<string, (c: Ctx) => Promise<Valid>> = {
+  'POST /api/invites/accept': async (c) => ({ params: {}, body: { token: (await inviteIn(c.tg, c.spareOrg, c.owner.email)).token }, ok: 200 }),
+  'DELETE /api/me/sessions/:id': async (c) => ({ params: { id: (await c.tg.deps.sessions.create(c.owner.userId, 'bootstrap', null)).session.id }, ok: 200 }),
+  'POST /api/me/sessions/end-others': async () => ({ params: {}, body: {}, ok: 200 }),
+  'POST /api/me/passkeys/options': async () => ({ params: {}, body: {}, ok: 200 }),
+  'POST /api/me/passkeys': async () => ({ params: {}, body: {} }),
+  'DELETE /api/me/passkeys/:id': async (c) => ({ params: { id: await passkeyFor(c.tg, c.owner.userId) }, ok: 200 }),
+  'POST /api/me/step-up/options': async () => ({ params: {}, body: {}, ok: 200 }),
+  'POST /api/me/step-up': async () => ({ params: {}, body: {} }),
+  'PATCH /api/orgs/:org/members/:user': async (c) => ({ params: { user: (await newUser(c.tg, c.orgId, 'MEMBER')).userId }, body: { role: 'ANALYST' }, ok: 200 }),
+  'DELETE /api/orgs/:org/members/:user': async (c) => ({ params: { user: (await newUser(c.tg, c.orgId, 'MEMBER')).userId }, ok: 200 }),
+  'POST /api/orgs/:org/members/:user/end-sessions': async (c) => {
+    const u = await newUser(c.tg, c.orgId, 'MEMBER')
+    await c.tg.deps.sessions.create(u.userId, 'bootstrap', null)
+    return { params: { user: u.userId }, body: {}, ok: 200 }
+  },
+  'POST /api/orgs/:org/invites': async () => ({ params: {}, body: { email: email('input'), role: 'MEMBER' }, ok: 201 }),
+  'DELETE /api/orgs/:org/invites/:id': async (c) => ({ params: { id: (await inviteIn(c.tg, c.orgId)).id }, ok: 200 }),
+  'PUT /api/orgs/:org/sso': async () => ({ params: {}, body: { issuer: 'https://idp.example.com', client_id: 'tollgate', client_secret: 'shh', allowed_domains: ['example.com'] }, ok: 200 }),
+  'DELETE /api/orgs/:org/sso': async (c) => (await ssoIn(c.tg, c.orgId), { params: {}, ok: 200 }),
+  'POST /api/orgs/:org/keys': async (c) => ({ params: {}, body: { environment: 'sandbox', label: 'input test', user_id: c.owner.userId, scope: 'gateway' }, ok: 201 }),
+  'POST /api/orgs/:org/keys/:id/rotate': async (c) => ({ params: { id: (await keyFor(c.tg, c.orgId, c.owner.userId)).id }, body: { grace_seconds: 0 }, ok: 201 }),
+  'DELETE /api/orgs/:org/keys/:id': async (c) => ({ params: { id: (await keyFor(c.tg, c.orgId, c.owner.userId)).id }, ok: 200 }),
+  'POST /api/orgs/:org/policies/validate': async () => ({ params: {}, body: { document: DOC }, ok: 200 }),
+  'POST /api/orgs/:org/policies': async () => ({ params: {}, body: { document: DOC }, ok: 201 }),
+  'PUT /api/orgs/:org/policies/:id': async (c) => ({ params: { id: (await api(c, 'POST', '/policies', { document: DOC }, 201)).id }, body: { document: DOC }, ok: 200 }),
+  'POST /api/orgs/:org/policies/:id/activate': async (c) => ({ params: { id: (await api(c, 'POST', '/policies', { document: DOC }, 201)).id }, body: {}, ok: 200 }),
+  'POST /api/orgs/:org/policies/:id/test': async (c) => ({ params: { id: (await api(c, 'POST', '/policies', { document: DOC }, 201)).id }, body: { samples: [{ facts: {} }] }, ok: 200 }),
+  'POST /api/orgs/:org/policies/:id/promote': async (c) => {
+    const id = (await api(c, 'POST', '/policies', { document: DOC }, 201)).id
+    await api(c, 'POST', `/policies/${id}/activate`, {}, 200)
+    await api(c, 'POST', `/policies/${id}/test`, { samples: [{ facts: {} }] }, 200)
+    return { params: { id }, body: {}, ok: 201 }
+  },
+  'POST /api/orgs/:org/policies/:id/retire': async (c) => ({ params: { id: (await api(c, 'POST', '/policies', { document: DOC }, 201)).id }, body: {}, ok: 200 }),
+  'PATCH /api/orgs/:org/settings': async () => ({ params: {}, body: { training_consent: true }, ok: 200 }),
+}
