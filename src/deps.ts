@@ -13,6 +13,7 @@ import { DecisionWriter } from './decisions/writer.ts'
 import { DecisionRecords } from './decisions/records.ts'
 import { IdempotencyStore } from './idempotency/store.ts'
 import { Jobs } from './ops/jobs.ts'
+import { effectMarker } from './idempotency/context.ts'
 import { createClassifier } from './classify/index.ts'
 import type { Classifier } from './classify/facts.ts'
 import { ChallengeHolds } from './friction/holds.ts'
@@ -256,6 +257,7 @@ export async function buildDeps(config: Config, opts: BuildOptions = {}): Promis
   })
   const origin = stores.origin
   const idempotency = new IdempotencyStore(db.db, clock, { ttlMs: config.limits.idempotencyTtlS * 1000, lockMs: config.limits.idempotencyLockS * 1000 })
+  stores.audit.onAppend = effectMarker(idempotency)
   const jobs = new Jobs([
     { name: 'idempotency_expired', everyMs: 60_000, run: () => idempotency.sweep() },
     { name: 'invites_closed', everyMs: 3_600_000, run: () => stores.invites.purgeClosed() },

@@ -1,10 +1,11 @@
 import swagger from '@fastify/swagger'
 import { STATUS_CODES } from 'node:http'
 import type { Socket } from 'node:net'
-import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify'
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import { INSTANCE_CHAIN, withAudit, type AuditLog } from './audit/audit.ts'
 import { truncateIp } from './core/ip.ts'
 import { claimIdempotency, keepsOutcome, type Claimed } from './idempotency/claim.ts'
+import { runUnderClaim } from './idempotency/context.ts'
 import { seal, unseal } from './identity/seal.ts'
 import { adminGuard } from './api/guard.ts'
 import { registerMeRoutes } from './api/routes/me.ts'
@@ -267,20 +268,40 @@ export async function buildServer(d: ServerDeps): Promise<FastifyInstance> {
     await withAudit(kdb, (trx) => d.audit.append(trx, { chainId: INSTANCE_CHAIN, actorType: 'anonymous', actorId: null, action: 'excess_rate_limit_exceeded', targetType: 'route', targetId: `${url} from ${truncateIp(ip)}`, outcome: 'denied', requestId }))
   }
 
-  // LIMIT-2 on the admin API: POST/PATCH with an Idempotency-Key is claimed once validated.
-  app.addHook('preHandler', async (request, reply) => {
+  // LIMIT-2 on the admin API: POST/PATCH with an Idempotency-Key is claimed once validated, and
+  // the rest of the request runs under the claim, so its first audited effect marks the claim in
+  // the effect's own transaction (src/idempotency/context.ts). A callback hook: the handler must
+  // run inside `runUnderClaim`, which an async hook's returned promise would not carry.
+  const claimAdminWrite = async (request: FastifyRequest, reply: FastifyReply): Promise<Claimed | 'replied' | undefined> => {
     const url = request.routeOptions.url
     const p = request.principal
-    if (!url?.startsWith('/api/') || (request.method !== 'POST' && request.method !== 'PATCH') || !p) return
+    if (!url?.startsWith('/api/') || (request.method !== 'POST' && request.method !== 'PATCH') || !p) return undefined
     const scope = { orgId: request.orgAccess?.orgId ?? '', principal: p.kind === 'key' ? `key:${p.keyId}` : `user:${p.userId}`, method: request.method, route: url }
     const step = await claimIdempotency(d.idempotency, d.keyring, request.headers['idempotency-key'], scope, request.body ?? null)
     if (step.kind === 'stop') throw new TollgateError(step.code)
-    if (step.kind === 'claimed') request.idempotencyClaim = step.claim
-    if (step.kind === 'replay') {
-      // Our own sealed row, as large as the response was (not a cookie): no 8 KiB cap, or a large response replays empty.
-      const stored = step.recorded.responseSealed === null ? undefined : unseal<{ b: string }>(step.sealKey, step.recorded.responseSealed, 0, 'idempotent-replay', Number.POSITIVE_INFINITY)
-      return reply.code(step.recorded.status).header('idempotent-replayed', 'true').type('application/json; charset=utf-8').send(stored?.b ?? '')
+    if (step.kind === 'none') return undefined
+    if (step.kind === 'claimed') return (request.idempotencyClaim = step.claim)
+    reply.code(step.recorded.status).header('idempotent-replayed', 'true').type('application/json; charset=utf-8')
+    const effect = step.recorded.effect
+    if (step.recorded.responseSealed === null && effect !== null) {
+      // The claimer committed the effect and died before recording its response: answer with
+      // what it made (the audited target), never by running the request again. Serialized here:
+      // the route's response schema describes its own answer, not this one.
+      const at = effect.indexOf(':')
+      reply.send(JSON.stringify({ id: effect.slice(at + 1), type: effect.slice(0, at), replay: 'effect' }))
+      return 'replied'
     }
+    // Our own sealed row, as large as the response was (not a cookie): no 8 KiB cap, or a large response replays empty.
+    const stored = step.recorded.responseSealed === null ? undefined : unseal<{ b: string }>(step.sealKey, step.recorded.responseSealed, 0, 'idempotent-replay', Number.POSITIVE_INFINITY)
+    reply.send(stored?.b ?? '')
+    return 'replied'
+  }
+  app.addHook('preHandler', (request, reply, done) => {
+    claimAdminWrite(request, reply).then((claim) => {
+      if (claim === 'replied') return
+      if (claim) runUnderClaim(claim, () => done())
+      else done()
+    }, (err: Error) => done(err))
   })
 
   app.addHook('onSend', async (request, reply, payload) => {

@@ -37,6 +37,8 @@ export function linkHash(e: Hashed): string {
 export class AuditLog {
   /** Signs checkpoints (D9); set once the signing key is loaded. Without it the chain is unsigned. */
   checkpointer: { appended(trx: Transaction<DB> | Kysely<DB>, entry: Pick<AuditEventTable, 'chain_id' | 'seq' | 'hash'>): Promise<void> } | undefined
+  /** Told of every entry in its transaction: marks an idempotent admin request's effect (LIMIT-2). */
+  onAppend: ((trx: Transaction<DB> | Kysely<DB>, e: AuditEvent) => Promise<void>) | undefined
 
   constructor(private readonly clock: Clock, private readonly dialect: Dialect) {}
 
@@ -65,6 +67,7 @@ export class AuditLog {
     const hash = linkHash(row)
     await trx.insertInto('audit_event').values({ ...row, hash }).execute()
     await this.checkpointer?.appended(trx, { chain_id: row.chain_id, seq: row.seq, hash })
+    await this.onAppend?.(trx, e)
   }
 }
 

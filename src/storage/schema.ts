@@ -258,6 +258,8 @@ export interface IdempotencyTable {
   response_sealed: string | null
   /** AI endpoints: the decision record answered on replay (never the output). */
   decision_id: string | null
+  /** Admin API: the audited target (`type:id`) of the effect, written in the effect's own transaction. */
+  effect: string | null
   created_at: number
   expires_at: number
 }

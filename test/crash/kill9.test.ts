@@ -390,16 +390,10 @@ async function t10(t: TestContext, backend: Backend): Promise<void> {
     assert.ok(c.ok >= CYCLES * 5, `enough acknowledged decisions to mean something (${c.ok})`)
     assert.ok(ac.ok >= CYCLES, `enough acknowledged admin writes (${ac.ok})`)
 
-    // Known gap (reported, not yet fixed): an admin write commits its effect and audit entry, then
-    // marks its Idempotency-Key done in a second step. A kill -9 in between leaves the key in
-    // flight; once its lock expires a retry takes it over and executes the write again. Fixing it
-    // means recording the response in the effect's own transaction. AI calls do not have this gap:
-    // their claim names the decision it will commit, and a taker-over replays it if it exists.
-    await t.test(`LIMIT-2: one policy per admin Idempotency-Key after a kill -9 between commit and completion [${backend}]`, {
-      todo: 'admin idempotency completion is not atomic with the write (known; see test/crash/kill9.test.ts)',
-    }, () => {
-      assert.equal(adminDuplicates, 0, `${adminDuplicates} admin write(s) executed twice`)
-    })
+    // An admin write commits its effect and audit entry, then marks its Idempotency-Key done in a
+    // second step; a kill -9 in between leaves the key in flight. The effect marked the claim in
+    // its own transaction, so the retry that takes the claim over replays it (never a second policy).
+    assert.equal(adminDuplicates, 0, `LIMIT-2: one policy per admin Idempotency-Key — ${adminDuplicates} admin write(s) executed twice`)
   } finally {
     await db.close()
   }

@@ -27,10 +27,12 @@ import { Kysely, SqliteDialect, type Dialect, type Driver } from 'kysely'
 import { ERRORS } from '../../src/core/errors.ts'
 import { unseal } from '../../src/identity/seal.ts'
 import { claimIdempotency } from '../../src/idempotency/claim.ts'
+import { runUnderClaim } from '../../src/idempotency/context.ts'
 import { IdempotencyStore, type IdempotencyScope, type Recorded } from '../../src/idempotency/store.ts'
 import { openSqlite, withStatementCache } from '../../src/storage/sqlite.ts'
 import { migrateToLatest } from '../../src/storage/migrations/index.ts'
 import type { DB } from '../../src/storage/schema.ts'
+import type { PolicyDB } from '../../src/policy/policies.repo.ts'
 import { call, person, type Person } from '../api/world.ts'
 import { ManualClock } from '../fakes/clock.ts'
 import { startMockUpstream, upstreamEnv, type MockUpstream } from '../fakes/upstreams.ts'
@@ -598,6 +600,71 @@ test('LIMIT-2 T24: a claim whose instance died — 409 before the lock timeout, 
   assert.deepEqual(locked, [], 'no in-flight row is left')
 })
 
+test('LIMIT-2 T24: an admin write whose instance died after its commit, before completing the key — a retry gets the committed effect, never a second execution', async (t) => {
+  const clock = new ManualClock()
+  const LOCK_S = 5
+  const w = await world(t, { clock, env: { TOLLGATE_IDEMPOTENCY_LOCK_S: String(LOCK_S) } })
+  if (!w) return
+  const { tg, orgId } = w
+  const owner = await person(tg, orgId, 'OWNER')
+  const route = '/api/orgs/:org/policies'
+  const path = `/api/orgs/${orgId}/policies`
+  const policyCount = async () => (await (tg.deps.db.db as unknown as Kysely<PolicyDB>).selectFrom('policy').select('id').where('org_id', '=', orgId).execute()).length
+
+  // The dead instance claimed the key and ran the route's effect — the audited policy creation —
+  // under the claim, then died before the response was recorded (kill -9 between the two).
+  const k = `effect-${rnd()}`
+  const body = { document: { version: 1, default_action: 'allow', rules: [{ id: `r-${rnd()}`, when: { domains: ['medical'] }, action: 'block', reason: 'medical' }] } }
+  const dead = await claimIdempotency(tg.deps.idempotency, tg.deps.keyring, k, { orgId, principal: `user:${owner.userId}`, method: 'POST', route }, body)
+  assert.ok(dead.kind === 'claimed')
+  const actor = { type: 'user' as const, id: await tg.deps.keyring.pseudonym(orgId, owner.userId), requestId: 'req-dead' }
+  const made = await runUnderClaim(dead.claim, () => tg.deps.policies.createDraft({ orgId, document: body.document, actor }))
+  const before = await policyCount()
+  const [row] = await idemRows(tg, orgId)
+  assert.equal(row?.state, 'in_flight')
+  assert.equal(row?.effect, `policy:${made.id}`, 'the effect marked the claim in its own transaction')
+
+  // Positive control: a claim whose effect never committed is executed again after the lock.
+  const k2 = `no-effect-${rnd()}`
+  const body2 = { document: { ...body.document, rules: [{ ...body.document.rules[0]!, id: `r-${rnd()}` }] } }
+  assert.equal((await claimIdempotency(tg.deps.idempotency, tg.deps.keyring, k2, { orgId, principal: `user:${owner.userId}`, method: 'POST', route }, body2)).kind, 'claimed')
+
+  assertCode(await adminPost(tg, owner, path, body, k), 'idempotency_in_flight', 'retry before the lock timeout')
+  clock.advance(LOCK_S * 1000)
+  const go = gate()
+  const retries = Array.from({ length: 6 }, () => go.promise.then(() => adminPost(tg, owner, path, body, k)))
+  go.open()
+  for (const r of await Promise.all(retries)) {
+    assert.ok(r.status === 409 || r.status === 200, `retry after the lock: ${r.status} ${r.text}`)
+    if (r.status === 200) {
+      assert.equal(r.replayed, true)
+      assert.deepEqual(JSON.parse(r.text), { id: made.id, type: 'policy', replay: 'effect' })
+    }
+  }
+  const settled = await adminPost(tg, owner, path, body, k)
+  assert.equal(settled.status, 200)
+  assert.equal(settled.replayed, true)
+  assert.equal(JSON.parse(settled.text).id, made.id)
+  assert.equal(await policyCount(), before, 'no second policy')
+
+  const again = await adminPost(tg, owner, path, body2, k2)
+  assert.equal(again.status, 201, 'the claim without an effect executes after the lock (control)')
+  assert.equal(again.replayed, false)
+  assert.equal(await policyCount(), before + 1)
+
+  // A request that fails after its effect committed keeps the effect too (release never forgets it).
+  const k3 = `fail-after-${rnd()}`
+  const body3 = { document: { ...body.document, rules: [{ ...body.document.rules[0]!, id: `r-${rnd()}` }] } }
+  const c3 = await claimIdempotency(tg.deps.idempotency, tg.deps.keyring, k3, { orgId, principal: `user:${owner.userId}`, method: 'POST', route }, body3)
+  assert.ok(c3.kind === 'claimed')
+  const made3 = await runUnderClaim(c3.claim, () => tg.deps.policies.createDraft({ orgId, document: body3.document, actor }))
+  await tg.deps.idempotency.release(c3.claim.scope, c3.claim.keyHash)
+  const r3 = await adminPost(tg, owner, path, body3, k3)
+  assert.equal(r3.status, 200)
+  assert.equal(JSON.parse(r3.text).id, made3.id)
+  assert.equal(await policyCount(), before + 2)
+})
+
 test('LIMIT-2 T24: two instances on PostgreSQL — the instance holding a claim dies mid-request; the other answers 409, then executes once after the lock timeout', async (t) => {
   if (!(await needService(t, 'postgres'))) return
   const mock = await startMockUpstream()
@@ -961,7 +1028,7 @@ test('LIMIT-2 T20: scheduler property over the SQLite store — never two execut
           working--
           if (p.mode === 'complete') {
             executions++
-            const recorded: Recorded = { status: 201, responseSealed: `response of client ${i}`, decisionId: `decision-${i}` }
+            const recorded: Recorded = { status: 201, responseSealed: `response of client ${i}`, decisionId: `decision-${i}`, effect: null }
             completedWith = { ...recorded, request: p.request, route: p.route }
             await store.complete(scopeOf(p.route), keyHash, recorded)
           } else await store.release(scopeOf(p.route), keyHash)
@@ -975,7 +1042,7 @@ test('LIMIT-2 T20: scheduler property over the SQLite store — never two execut
       assert.ok(executions <= 1, `never two executions for one key: ${executions} (${history.join(' ')})`)
       for (const r of replays) {
         assert.ok(completedWith, 'a replay only of a completed result')
-        assert.deepEqual(r.recorded, { status: completedWith.status, responseSealed: completedWith.responseSealed, decisionId: completedWith.decisionId }, 'every replay equals the completed result')
+        assert.deepEqual(r.recorded, { status: completedWith.status, responseSealed: completedWith.responseSealed, decisionId: completedWith.decisionId, effect: null }, 'every replay equals the completed result')
         assert.deepEqual([r.request, r.route], [completedWith.request, completedWith.route], 'replayed only for the same request and route')
       }
       const row = await db.selectFrom('idempotency').selectAll().where('key_hash', '=', keyHash).executeTakeFirst()

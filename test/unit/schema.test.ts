@@ -106,6 +106,7 @@ export const CLASSIFICATION: Readonly<Record<string, Readonly<Record<string, Ent
     org_id: ['fk', "the org of an org-scoped call, or '' for a person's own calls"], credential_id: 'fk', key_hash: 'hash', method: 'enum', route: 'enum', fingerprint: 'hash', state: 'enum', lock_until: 'timestamp',
     status: 'count', response_sealed: 'sealed-response',
     decision_id: 'fk', created_at: 'timestamp', expires_at: 'timestamp',
+    effect: ['fk', 'the audited target of an admin effect: a resource type and its id'],
   },
   // Signed audit checkpoints (migration 0005-audit-checkpoints).
   audit_checkpoint: { id: 'id', chain_id: 'fk', seq: 'count', head_hash: 'hash', at: 'timestamp', key_id: 'id', signature: ['public-key', 'an Ed25519 signature over (chain, seq, head hash, time): public, verifiable material'] },

@@ -6,6 +6,7 @@ import { policy } from './0003-policy.ts'
 import { abuse } from './0004-abuse.ts'
 import { auditCheckpoints } from './0005-audit-checkpoints.ts'
 import { orgClassifier } from './0006-org-classifier.ts'
+import { idempotentEffects } from './0010-idempotent-effects.ts'
 
 /**
  * Frozen migrations, in order. A migration, once released, never changes: a later change is a
@@ -18,6 +19,7 @@ const MIGRATIONS: Record<string, (d: Dialect) => Migration> = {
   '0004-abuse': abuse,
   '0005-audit-checkpoints': auditCheckpoints,
   '0006-org-classifier': orgClassifier,
+  '0010-idempotent-effects': idempotentEffects,
 }
 
 /** Every migration's name, in order. */
