@@ -1,3 +1,5 @@
+import { globalCopy } from './regex.ts'
+
 /**
  * Prompt-injection flag: phrases that try to override the instructions a model was given, leak
  * its system prompt, or switch it into an "unrestricted" persona, and chat-template tokens
@@ -23,7 +25,7 @@ const WINDOW = 80
 
 export function detectInjection(normalised: string): boolean {
   for (const pattern of INJECTION) {
-    const re = new RegExp(pattern.source, 'g')
+    const re = globalCopy(pattern)
     let m: RegExpExecArray | null
     while ((m = re.exec(normalised)) !== null) {
       if (m[0].length === 0) re.lastIndex++

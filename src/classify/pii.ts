@@ -428,16 +428,25 @@ export function nameScanViews(segments: readonly string[]): string[] {
   })
 }
 
-/** Lower-cased single-word names in compromise's own lexicon (first names, last names, honorifics). */
-const NAME_WORDS: ReadonlySet<string> = (() => {
+/**
+ * compromise's own lexicon, split: lower-cased single words it knows as names (first names, last
+ * names, honorifics), and words it knows only as something else (pronouns, weekdays, cities, …).
+ */
+const { NAME_WORDS, OTHER_WORDS } = (() => {
   const names = new Set<string>()
+  const other = new Set<string>()
   const lexicon = (nlp.model() as { one: { lexicon: Record<string, string | string[]> } }).one.lexicon
   for (const [word, tags] of Object.entries(lexicon)) {
-    if (!word.includes(' ') && (Array.isArray(tags) ? tags : [tags]).some((t) => /Name$|^Person$|^Honorific$/.test(t))) names.add(word)
+    if (word.includes(' ')) continue
+    if ((Array.isArray(tags) ? tags : [tags]).some((t) => /Name$|^Person$|^Honorific$/.test(t))) names.add(word)
+    else other.add(word)
   }
-  return names
+  return { NAME_WORDS: names as ReadonlySet<string>, OTHER_WORDS: other as ReadonlySet<string> }
 })()
-/** A sentence ends at . ! ? before white space (not inside an address or a number) or at a line break. */
+/** Capitalised in English prose, never a person's name here (languages and demonyms). */
+const NEVER_NAMES = new Set(['english', 'french', 'spanish', 'german', 'italian', 'portuguese', 'dutch', 'greek', 'latin', 'russian', 'polish', 'swedish', 'norwegian', 'danish', 'finnish', 'turkish', 'arabic', 'hebrew', 'hindi', 'chinese', 'mandarin', 'cantonese', 'japanese', 'korean', 'vietnamese', 'thai', 'indonesian', 'american', 'british', 'european', 'african', 'asian', 'canadian', 'australian', 'indian', 'mexican', 'irish', 'scottish', 'welsh', 'swiss', 'austrian', 'belgian'])
+/** A capitalised word that could begin a name: not one compromise knows only as something else. */
+const mayBeName = (lower: string) => NAME_WORDS.has(lower) || !(OTHER_WORDS.has(lower) || NEVER_NAMES.has(lower) || NOT_NAMES.has(lower))
 const SENTENCE = /(?:[^\n.!?]|[.!?]+(?![\s.!?]|$))*(?:[.!?]+|\n+|$)/g
 const WORD = /\p{L}[\p{L}'’-]*/gu
 const CAPITALISED = /^\p{Lu}(?=.*\p{Ll})/u
@@ -446,6 +455,8 @@ const CAPITALISED = /^\p{Lu}(?=.*\p{Ll})/u
  * `text` with every sentence blanked (spaces, same length) in which `personSpans` could keep no
  * name: it keeps a capitalised word only when it is not the first of its sentence or follows a cue
  * (TITLE), and a lower-case word only after a cue — compromise finds those through its lexicon.
+ * A capitalised word compromise's lexicon knows only as something else ("Monday", "Paris", "You")
+ * or a language ("English") does not make a sentence a candidate; an unknown one does.
  * A sentence is kept when it has such a word; '' when no sentence is kept.
  */
 export function nameCandidates(text: string): string {
@@ -460,14 +471,20 @@ export function nameCandidates(text: string): string {
       const word = w[0]
       const at = m.index + w.index
       const cued = () => TITLE.test(text.slice(Math.max(0, at - 24), at))
-      if (CAPITALISED.test(word) ? !first || cued() : NAME_WORDS.has(word.toLowerCase()) && cued()) {
+      const lower = word.toLowerCase()
+      if (CAPITALISED.test(word) ? mayBeName(lower) && (!first || cued()) : NAME_WORDS.has(lower) && cued()) {
         candidate = true
         break
       }
       first = false
     }
     kept ||= candidate
-    out += candidate ? sentence : sentence.replace(/[^\n]/g, ' ')
+    if (candidate) out += sentence
+    else {
+      // A sentence holds line breaks only at its end (they end it): blank what comes before them.
+      const body = sentence.length - (/\n*$/.exec(sentence)?.[0].length ?? 0)
+      out += ' '.repeat(body) + sentence.slice(body)
+    }
   }
   return kept ? out : ''
 }

@@ -1,4 +1,5 @@
 import type { SafetyCode, Severity } from './facts.ts'
+import { globalCopy } from './regex.ts'
 
 /**
  * The reviewed phrase list of the safety screen (GW-6): hand-written rules for the categories
@@ -203,7 +204,7 @@ export interface RuleHit {
 export function matchPhraseRules(normalised: string, rules: readonly PhraseRule[] = PHRASE_RULES): RuleHit[] {
   const hits: RuleHit[] = []
   for (const rule of rules) {
-    const re = new RegExp(rule.pattern.source, 'g')
+    const re = globalCopy(rule.pattern)
     let m: RegExpExecArray | null
     while ((m = re.exec(normalised)) !== null) {
       if (m[0].length === 0) re.lastIndex++
