@@ -52,6 +52,9 @@ export async function startClassifierMock(): Promise<ClassifierMock> {
     const chunks: Buffer[] = []
     req.on('data', (c: Buffer) => chunks.push(c))
     req.on('end', () => {
+      // Recorded on arrival, not after the delay: a request a test gave up on (a timeout) must not
+      // appear in the next test's `received`.
+      record(req, Buffer.concat(chunks).toString('utf8'))
       const t = setTimeout(() => {
         timers.delete(t)
         handle(req, res, Buffer.concat(chunks).toString('utf8'))
@@ -69,6 +72,18 @@ export async function startClassifierMock(): Promise<ClassifierMock> {
     res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body))
   }
 
+  function record(req: IncomingMessage, raw: string) {
+    let body: any
+    try {
+      body = JSON.parse(raw)
+    } catch {
+      return
+    }
+    const path = new URL(req.url ?? '/', 'http://x').pathname
+    if (req.method === 'POST' && path === '/v1/messages') state.received.push({ provider: 'anthropic', path, headers: req.headers, raw, body })
+    else if (req.method === 'POST' && /^\/v1beta\/models\/([^/:]+):generateContent$/.test(path)) state.received.push({ provider: 'gemini', path, headers: req.headers, raw, body })
+  }
+
   function handle(req: IncomingMessage, res: ServerResponse, raw: string) {
     let body: any
     try {
@@ -78,7 +93,6 @@ export async function startClassifierMock(): Promise<ClassifierMock> {
     }
     const path = new URL(req.url ?? '/', 'http://x').pathname
     if (req.method === 'POST' && path === '/v1/messages') {
-      state.received.push({ provider: 'anthropic', path, headers: req.headers, raw, body })
       const key = req.headers['x-api-key'] ?? String(req.headers['authorization'] ?? '').replace(/^Bearer /, '')
       if (key !== CLASSIFIER_KEYS.anthropic) return send(res, 401, { type: 'error', error: { type: 'authentication_error', message: 'bad key' } })
       if (state.failStatus) return send(res, state.failStatus, { type: 'error', error: { type: 'api_error', message: 'mock failure' } })
@@ -92,7 +106,6 @@ export async function startClassifierMock(): Promise<ClassifierMock> {
     }
     const m = /^\/v1beta\/models\/([^/:]+):generateContent$/.exec(path)
     if (req.method === 'POST' && m) {
-      state.received.push({ provider: 'gemini', path, headers: req.headers, raw, body })
       if (req.headers['x-goog-api-key'] !== CLASSIFIER_KEYS.gemini) return send(res, 403, { error: { code: 403, message: 'bad key', status: 'PERMISSION_DENIED' } })
       if (state.failStatus) return send(res, state.failStatus, { error: { code: state.failStatus, message: 'mock failure', status: 'INTERNAL' } })
       const answer = typeof state.answers.gemini === 'function' ? (state.answers.gemini as (b: any) => unknown)(body) : state.answers.gemini
