@@ -13,6 +13,17 @@ import { DecisionWriter } from './decisions/writer.ts'
 import { DecisionRecords } from './decisions/records.ts'
 import { IdempotencyStore } from './idempotency/store.ts'
 import { Jobs } from './ops/jobs.ts'
+import { AlertJob, AlertWebhooks } from './analytics/alerts.ts'
+import { Analytics } from './analytics/analytics.ts'
+import { OrgPurge } from './rights/purge.ts'
+import { ArtifactStore } from './artifacts/artifacts.ts'
+import { ReportStore } from './artifacts/reports.ts'
+import { Backups, type BackupSettings } from './backup/backup.ts'
+import { parseCron } from './backup/cron.ts'
+import { backupKeyFromHex, type BackupKey } from './backup/format.ts'
+import { backupJob } from './backup/schedule.ts'
+import type { DestinationSettings } from './backup/destination.ts'
+import type { DatabaseTarget } from './backup/snapshot.ts'
 import { effectMarker } from './idempotency/context.ts'
 import { createClassifier } from './classify/index.ts'
 import type { Classifier } from './classify/facts.ts'
@@ -80,6 +91,8 @@ export function publicOrigin(config: Config): string {
 export interface Deps extends ServerDeps, Stores {
   readonly upstreamHttp: UpstreamHttp
   readonly jobs: Jobs
+  /** AUDIT-4: the anomaly-alert evaluation (run by `jobs`; tests drive it directly). */
+  readonly alerts: AlertJob
 }
 
 function googleProvider(config: Config): OidcProvider | undefined {
@@ -190,14 +203,75 @@ function buildFriction(config: Config, http: UpstreamHttp, log: Logger): { grade
  */
 export function loadMasterKey(config: Config, log: Logger): MasterKey {
   if (config.masterKey) return masterKeyFromHex(config.masterKey.reveal())
-  const path = join(config.storage.dataDir, 'master.key')
+  return masterKeyFromHex(developmentKeyFile(config, 'master.key', log, 'master_key_generated',
+    'no TOLLGATE_MASTER_KEY set: generated a development master key in the data dir (set TOLLGATE_MASTER_KEY in production)'))
+}
+
+/** A 256-bit key kept in `<dataDir>/<name>` (0600), generated on first use; returns its hex. */
+function developmentKeyFile(config: Config, name: string, log: Logger, event: string, warning: string): string {
+  const path = join(config.storage.dataDir, name)
   mkdirSync(config.storage.dataDir, { recursive: true, mode: 0o700 })
   if (!existsSync(path)) {
     writeFileSync(path, randomBytes(32).toString('hex') + '\n', { mode: 0o600, flag: 'wx' })
-    log.warn({ event: 'master_key_generated' }, 'no TOLLGATE_MASTER_KEY set: generated a development master key in the data dir (set TOLLGATE_MASTER_KEY in production)')
+    log.warn({ event }, warning)
   }
   chmodSync(path, 0o600)
-  return masterKeyFromHex(readFileSync(path, 'utf8').trim())
+  return readFileSync(path, 'utf8').trim()
+}
+
+/** Master keys being rotated out (CRYPTO-2): they still unwrap, never wrap. */
+export function previousMasterKeys(config: Config): MasterKey[] {
+  return (config.previousMasterKeys?.reveal() ?? '').split(',').map((k) => k.trim()).filter((k) => k !== '').map(masterKeyFromHex)
+}
+
+/**
+ * The backup key (BACKUP-1, D12): TOLLGATE_BACKUP_KEY, or in development a key generated once into
+ * `<dataDir>/backup.key` (0600) — never the master key, so rotating that one leaves old backups
+ * restorable (CRYPTO-2). Undefined in production without the setting: backups are then off.
+ */
+export function loadBackupKey(config: Config, log: Logger): BackupKey | undefined {
+  if (config.backup.key) return backupKeyFromHex(config.backup.key.reveal())
+  if (config.mode === 'production') return undefined
+  return backupKeyFromHex(developmentKeyFile(config, 'backup.key', log, 'backup_key_generated',
+    'no TOLLGATE_BACKUP_KEY set: generated a development backup key in the data dir (keep a copy outside it: backups cannot be restored without it)'))
+}
+
+/** The database a backup copies and a restore replaces (the same one openDatabase opens). */
+export function databaseTarget(config: Config): DatabaseTarget {
+  const url = config.storage.databaseUrl?.reveal()
+  return url ? { dialect: 'postgres', url } : { dialect: 'sqlite', path: join(config.storage.dataDir, 'tollgate.db') }
+}
+
+/**
+ * Everything a backup needs, with its secrets revealed for the backup module, loaded on first use
+ * (a development key file is made only when a backup is taken); undefined in production without a key.
+ */
+export function backupSettings(config: Config, log: Logger): (() => BackupSettings) | undefined {
+  if (config.mode === 'production' && !config.backup.key) return undefined
+  let loaded: BackupSettings | undefined
+  return () => (loaded ??= backupSettingsWith(config, loadBackupKey(config, log)!))
+}
+
+function backupSettingsWith(config: Config, key: BackupKey): BackupSettings {
+  return { key, retentionDays: config.backup.retentionDays, database: databaseTarget(config), destination: backupDestination(config) }
+}
+
+/** The configured backup destination: the bucket when one is set, else the folder. */
+export function backupDestination(config: Config): DestinationSettings {
+  const s3 = config.backup.s3
+  return s3
+    ? { kind: 's3', bucket: s3.bucket, prefix: s3.prefix, region: s3.region, endpoint: s3.endpoint,
+      credentials: s3.accessKeyId && s3.secretAccessKey ? { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey.reveal() } : undefined }
+    : { kind: 'dir', dir: config.backup.dir }
+}
+
+/** Keys a restore may use without being given one: TOLLGATE_BACKUP_KEY and an existing development key file (none is generated). */
+export function configuredBackupKeys(config: Config): BackupKey[] {
+  const path = join(config.storage.dataDir, 'backup.key')
+  return [
+    ...(config.backup.key ? [backupKeyFromHex(config.backup.key.reveal())] : []),
+    ...(existsSync(path) ? [backupKeyFromHex(readFileSync(path, 'utf8').trim())] : []),
+  ]
 }
 
 export async function buildStores(config: Config, opts: BuildOptions = {}): Promise<Stores> {
@@ -213,7 +287,7 @@ export async function buildStores(config: Config, opts: BuildOptions = {}): Prom
   const audit = new AuditLog(clock, db.dialect)
   const checkpoints = new Checkpointer(db.db, clock, AuditSigner.fromFile(config.audit.signingKeyFile), { everyEvents: config.audit.checkpointEvents, everyMs: config.audit.checkpointS * 1000 })
   audit.checkpointer = checkpoints
-  const keyring = new OrgKeyring(db.db, loadMasterKey(config, log), clock)
+  const keyring = new OrgKeyring(db.db, loadMasterKey(config, log), clock, previousMasterKeys(config))
   const orgs = new OrgStore(db.db, clock, audit, keyring)
   const keys = new KeyStore(db.db, clock, audit, (err) => log.warn({ err: safeError(err) }, 'last_used_at update failed'))
   return {
@@ -258,11 +332,32 @@ export async function buildDeps(config: Config, opts: BuildOptions = {}): Promis
   const origin = stores.origin
   const idempotency = new IdempotencyStore(db.db, clock, { ttlMs: config.limits.idempotencyTtlS * 1000, lockMs: config.limits.idempotencyLockS * 1000 })
   stores.audit.onAppend = effectMarker(idempotency)
+  // BACKUP-1: backups on TOLLGATE_BACKUP_CRON (one instance per slot) and POST /ops/backup.
+  const backupConfig = backupSettings(config, log)
+  const backups = backupConfig && new Backups(backupConfig, db.db, stores.audit, clock)
+  const backupCron = config.backup.cron === undefined ? undefined : parseCron(config.backup.cron)
+  const orgPurge = new OrgPurge(db.db, clock, stores.audit, { delayMs: config.retention.orgPurgeDelayS * 1000, everyMs: config.retention.jobS * 1000 })
+  const artifactJobMs = config.retention.artifactJobS * 1000
+  const artifacts = new ArtifactStore(db.db, clock, stores.audit, stores.keyring)
+  const reports = new ReportStore(db.db, clock, stores.audit, stores.keyring)
+  const alertWebhooks = new AlertWebhooks(db.db, clock, stores.keyring)
+  const alerts = new AlertJob(db.db, clock, alertWebhooks, {
+    thresholds: { blocks: config.alerts.blocksPer5Min, signin_failures: config.alerts.signinFailuresPer5Min, rate_limited: config.alerts.rateLimitedPer5Min },
+    timeoutMs: config.alerts.webhookTimeoutMs,
+  }, { sent: (kind, outcome) => metrics.alerts.inc({ kind, outcome }) })
   const jobs = new Jobs([
     { name: 'idempotency_expired', everyMs: 60_000, run: () => idempotency.sweep() },
     { name: 'invites_closed', everyMs: 3_600_000, run: () => stores.invites.purgeClosed() },
     // A tenth of the interval, so no chain goes longer than the interval without a checkpoint.
     { name: 'audit_checkpoints', everyMs: Math.max(1000, (config.audit.checkpointS * 1000) / 10), run: () => stores.checkpoints.tick() },
+    // RIGHTS-2: terminated orgs' data deleted by their deadline; keys another instance destroyed dropped from memory.
+    { name: 'orgs_purged', everyMs: config.retention.jobS * 1000, run: () => orgPurge.run() },
+    { name: 'org_keys_forgotten', everyMs: 60_000, run: () => stores.keyring.forgetDestroyed() },
+    // RIGHTS-3, GW-8: temporary artifacts past their 24 h expiry, and reports at their 30-day deadline.
+    { name: 'artifacts_expired', everyMs: artifactJobMs, run: async () => (await artifacts.purgeExpired()) + (await reports.purgeExpired(artifactJobMs)) },
+    // AUDIT-4: anomaly alerts, each (org, kind, 5-minute window) sent once across instances.
+    { name: 'alerts', everyMs: 60_000, run: () => alerts.run() },
+    ...(backups && typeof backupCron === 'object' ? [backupJob(backupCron, db.db, clock, () => backups.run({ type: 'system', id: null }))] : []),
   ], log)
   const lim = config.limits
   const fallbackLimits = new MemoryLimitStore(clock)
@@ -283,12 +378,16 @@ export async function buildDeps(config: Config, opts: BuildOptions = {}): Promis
     roleOf: async (orgId: string, userId: string | null) => (userId === null ? null : roleOf([orgId, userId])),
     idempotency,
     jobs,
+    alerts, alertWebhooks,
+    analytics: new Analytics(db.db),
     oidc: new Oidc(`${origin}/auth/callback`, config.mode === 'development'),
     google: googleProvider(config),
     passkeys: new Passkeys(db.db, clock, { id: new URL(origin).hostname, name: 'Tollgate', origin }),
     stepUpWindowMs: id.stepUpWindowS * 1000,
+    orgPurgeDelayMs: config.retention.orgPurgeDelayS * 1000,
     secureCookies: true,
     opsSecret: config.ops.secret,
+    backups,
     trust: trustInstance(config, db.dialect, cache.kind),
     environments: config.server.environments,
     http: {

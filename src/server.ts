@@ -11,6 +11,11 @@ import { adminGuard } from './api/guard.ts'
 import { registerMeRoutes } from './api/routes/me.ts'
 import { registerOrgRoutes } from './api/routes/orgs.ts'
 import { registerPolicyRoutes } from './api/routes/policies.ts'
+import { registerAnalyticsRoutes } from './api/routes/analytics.ts'
+import type { AlertWebhooks } from './analytics/alerts.ts'
+import type { Analytics } from './analytics/analytics.ts'
+import { registerAccountRoutes } from './api/routes/account.ts'
+import { registerArtifactRoutes } from './api/routes/artifacts.ts'
 import type { Cache } from './cache/cache.ts'
 import type { Secret } from './core/secret.ts'
 import { seedDemo } from './identity/bootstrap.ts'
@@ -22,6 +27,7 @@ import type { SessionStore } from './identity/sessions.ts'
 import type { UserStore } from './identity/users.ts'
 import type { MailTransport } from './mail/mail.ts'
 import { registerOperatorRoutes } from './ops/routes.ts'
+import type { Backups } from './backup/backup.ts'
 import type { InviteStore } from './orgs/invites.ts'
 import type { MemberStore } from './orgs/members.ts'
 import type { OrgStore } from './orgs/orgs.repo.ts'
@@ -76,11 +82,18 @@ export interface ServerDeps extends GatewayDeps {
   readonly mail: MailTransport
   readonly origin: string
   readonly stepUpWindowMs: number
+  /** RIGHTS-2: a terminated org's data is deleted by termination + this (TOLLGATE_ORG_PURGE_DELAY_S). */
+  readonly orgPurgeDelayMs: number
   readonly secureCookies: boolean
   readonly opsSecret: Secret | undefined
+  /** BACKUP-1: POST /ops/backup takes one now; undefined when backups are off (production without a key). */
+  readonly backups?: Backups | undefined
   readonly orgSettings: OrgSettingsStore
   /** TRUST-1: the publishable view of the loaded settings (never a secret). */
   readonly trust: TrustInstance
+  /** AUDIT-4, RBAC-3: k-floored cohort analytics and the orgs' alert webhooks. */
+  readonly analytics: Analytics
+  readonly alertWebhooks: AlertWebhooks
 }
 
 /** Headers on every response (CRYPTO-1: HSTS whenever the client reached us over TLS). */
@@ -370,6 +383,9 @@ export async function buildServer(d: ServerDeps): Promise<FastifyInstance> {
   registerMeRoutes(app, { ...auth, instance: () => ({ providers: d.providers.configured(), google_sign_in: d.google !== undefined, mail: d.mail.kind }) })
   registerOrgRoutes(app, auth)
   registerPolicyRoutes(app, auth)
+  registerAnalyticsRoutes(app, auth)
+  registerAccountRoutes(app, auth)
+  registerArtifactRoutes(app, auth)
   registerOperatorRoutes(app, { ...auth, seed: (requestId) => seedDemo(auth, requestId) })
   registerWebRoutes(app)
   app.get('/api/openapi.json', { config: { action: 'public' }, schema: { hide: true } }, async () => app.swagger())

@@ -27,6 +27,8 @@ export type RouteAction = Action | 'self' | 'public'
 declare module 'fastify' {
   interface FastifyContextConfig {
     action?: RouteAction
+    /** A `self` route that needs a fresh authentication like a SENSITIVE action (account export and deletion). */
+    stepUp?: boolean
   }
   interface FastifyRequest {
     principal?: Principal
@@ -87,7 +89,8 @@ export async function csrfToken(keyring: OrgKeyring, sessionId: string): Promise
  * 3. org — a route with :org answers 404 unless the caller is a member (the same 404 whether the
  *    org exists or not, DATA-3);
  * 4. permission — `can(role, action)` from the one table; else 403 (audited);
- * 5. step-up — a sensitive action needs an authentication within the window; else 403 step_up_required.
+ * 5. step-up — a sensitive action, or a `self` route declaring `stepUp: true`, needs an
+ *    authentication within the window (by session, never by key); else 403 step_up_required (audited).
  */
 export function adminGuard(d: GuardDeps) {
   return async function guard(request: FastifyRequest, reply: FastifyReply): Promise<void> {
@@ -115,7 +118,10 @@ export function adminGuard(d: GuardDeps) {
       }
     }
 
-    if (action === 'self') return
+    if (action === 'self') {
+      if (request.routeOptions.config.stepUp) await requireStepUp(d, request, principal)
+      return
+    }
     const orgParam = (request.params as Record<string, string | undefined>)['org']
     if (orgParam === undefined) throw new TollgateError('internal_error', { reason: 'action_route_without_org' })
     // An admin key acts only inside its own org.
@@ -126,14 +132,16 @@ export function adminGuard(d: GuardDeps) {
       await auditDenied(d, request, 'authz_fail', principal, orgParam)
       throw new TollgateError('forbidden')
     }
-    if (SENSITIVE.has(action)) {
-      const fresh = principal.kind === 'session' && d.clock.now() - principal.session.authAt <= d.stepUpWindowMs
-      if (!fresh) {
-        await auditDenied(d, request, 'authz_fail', principal, orgParam)
-        throw new TollgateError('step_up_required')
-      }
-    }
+    if (SENSITIVE.has(action)) await requireStepUp(d, request, principal, orgParam)
   }
+}
+
+/** Step 5: a fresh authentication of this session within the window; else audited and 403 step_up_required. */
+async function requireStepUp(d: GuardDeps, request: FastifyRequest, principal: Principal, orgId?: string): Promise<void> {
+  const fresh = principal.kind === 'session' && d.clock.now() - principal.session.authAt <= d.stepUpWindowMs
+  if (fresh) return
+  await auditDenied(d, request, 'authz_fail', principal, orgId)
+  throw new TollgateError('step_up_required')
 }
 
 /** Sec-Fetch-Site says same-origin, or (older browsers, no Sec-Fetch-*) Origin is ours. */

@@ -8,6 +8,8 @@ import { migrateToLatest } from '../storage/migrations/index.ts'
 import { bootstrapOrg, issueLoginLink } from '../identity/bootstrap.ts'
 import { normalizeEmail } from '../identity/users.ts'
 import { registerAuditCommands } from './audit.ts'
+import { INSTANCE_CHAIN, withAudit } from '../audit/audit.ts'
+import { registerBackupCommands } from './backup.ts'
 import { registerDoctorCommand } from './doctor.ts'
 import { registerPolicyCommands } from './policy.ts'
 import { serve, type ServeProcess } from './serve.ts'
@@ -169,6 +171,18 @@ export async function runCli(argv: readonly string[], proc: ServeProcess, io: Io
       })
     })
 
+  program.command('master-key').description('Master key rotation (CRYPTO-2).')
+    .command('rewrap').description('Re-wrap every org key still under a TOLLGATE_MASTER_KEY_PREVIOUS key under TOLLGATE_MASTER_KEY (safe while instances that hold both keys serve).')
+    .option('--json', 'print JSON')
+    .action(async (o: { json?: boolean }) => {
+      await withStores(async (s) => {
+        const r = await s.keyring.rewrap()
+        await withAudit(s.db.db, (trx) => s.audit.append(trx, { chainId: INSTANCE_CHAIN, actorType: 'operator', actorId: null, action: 'master_key_rewrapped', targetType: 'master_key', targetId: s.keyring.masterKeyId, outcome: 'success' }))
+        print(!!o.json, { org_keys: r.orgKeys, instance_keys: r.instanceKeys, remaining: r.remaining, master_key_id: s.keyring.masterKeyId },
+          `Re-wrapped ${r.orgKeys} org key(s) and ${r.instanceKeys} instance key(s) under master key ${s.keyring.masterKeyId}; ${r.remaining} left under another key.` +
+          (r.remaining === 0 ? ' TOLLGATE_MASTER_KEY_PREVIOUS can now be removed.' : ''))
+      })
+    })
   program.command('classify').description('Classify JSONL prompts from stdin ({"prompt": "..."} per line) with the embedded classifier; one result per line.')
     .option('--json', 'one JSON object per line').action(async (o: { json?: boolean }) => {
       const classifier = createClassifier({ embedded: { workers: 2 } })
@@ -219,6 +233,9 @@ export async function runCli(argv: readonly string[], proc: ServeProcess, io: Io
     cwd: proc.cwd, config, withStores, out: (t) => io.out(t), print, fail: (code) => { exitCode = code },
   })
 
+  registerBackupCommands(program, {
+    cwd: proc.cwd, config, withStores, out: (t) => io.out(t), err: (t) => io.err(t), print, fail: (code) => { exitCode = code }, log: quietLog(io),
+  })
   registerPolicyCommands(program, proc, io, (code) => { exitCode = code })
   registerDoctorCommand(program, proc, io, (code) => { exitCode = code })
 

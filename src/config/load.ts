@@ -1,6 +1,7 @@
 import { resolve } from 'node:path'
 import type { Secret } from '../core/secret.ts'
 import { httpUrl, isLoopbackHost, Reader, type Problems, type SettingDoc } from './schema.ts'
+import { parseCron } from '../backup/cron.ts'
 
 import { ENVIRONMENTS, UPSTREAM_PROVIDERS, type Environment, type ProviderName, type UpstreamProvider } from '../core/model.ts'
 
@@ -33,6 +34,8 @@ export interface Config {
   readonly cache: { readonly redisUrl: Secret | undefined }
   readonly log: { readonly level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'silent' }
   readonly masterKey: Secret | undefined
+  /** TOLLGATE_MASTER_KEY_PREVIOUS: comma-separated keys being rotated out (CRYPTO-2). */
+  readonly previousMasterKeys: Secret | undefined
   readonly providers: {
     readonly upstreams: Readonly<Record<Environment, Readonly<Partial<Record<UpstreamProvider, UpstreamConfig>>>>>
     readonly routes: readonly { readonly pattern: string; readonly provider: ProviderName }[]
@@ -75,6 +78,29 @@ export interface Config {
   }
   readonly challenge: { readonly ttlS: number; readonly attempts: number; readonly maxHolds: number; readonly llm: boolean }
   readonly audit: { readonly signingKeyFile: string; readonly checkpointEvents: number; readonly checkpointS: number }
+  /** AUDIT-4: anomaly alerts to each org's webhook — events per 5 minutes that trigger one (0: off) and the delivery timeout. */
+  readonly alerts: { readonly blocksPer5Min: number; readonly signinFailuresPer5Min: number; readonly rateLimitedPer5Min: number; readonly webhookTimeoutMs: number }
+  /** BACKUP-1, D12: encrypted backups to a folder or an S3-compatible bucket. */
+  readonly backup: {
+    /** 64 hex; unset: generated into the data dir in development, no backups in production. */
+    readonly key: Secret | undefined
+    readonly dir: string
+    readonly retentionDays: number
+    readonly cron: string | undefined
+    readonly s3: {
+      readonly bucket: string
+      readonly prefix: string
+      readonly region: string
+      readonly endpoint: string | undefined
+      readonly accessKeyId: string | undefined
+      readonly secretAccessKey: Secret | undefined
+    } | undefined
+  }
+  /**
+   * RIGHTS-2, D13: a terminated org's data is deleted this long after termination, by a job run this often.
+   * RIGHTS-3, GW-8: expired temporary artifacts and 30-day-old reports are deleted by a job run every `artifactJobS` (≤ 1 h).
+   */
+  readonly retention: { readonly orgPurgeDelayS: number; readonly jobS: number; readonly artifactJobS: number }
   /** RFC 9116 security.txt: served only when a contact is set; Expires is never computed (it must not drift). */
   readonly security: {
     readonly contacts: readonly string[]
@@ -139,6 +165,8 @@ export function loadConfig(env: Record<string, string | undefined>, cwd = proces
   const masterKey = r.secret('TOLLGATE_MASTER_KEY', 'Key that wraps every per-org key: 64 hex characters. In development an unset key is generated into the data dir.', (v) =>
     /^[0-9a-fA-F]{64}$/.test(v) ? undefined : 'must be 64 hex characters — generate one with: openssl rand -hex 32')
   if (mode === 'production' && masterKey === undefined) r.problems.push('TOLLGATE_MASTER_KEY is required when TOLLGATE_MODE=production — generate one with: openssl rand -hex 32')
+  const previousMasterKeys = r.secret('TOLLGATE_MASTER_KEY_PREVIOUS', 'Master keys being rotated out (CRYPTO-2), comma-separated, 64 hex characters each: org keys wrapped under them still open until `tollgate master-key rewrap` moves them under TOLLGATE_MASTER_KEY.', (v) =>
+    v.split(',').every((k) => /^[0-9a-fA-F]{64}$/.test(k.trim())) ? undefined : 'must be 64-hex-character keys separated by commas')
   // D14: in production, a database or cache that is not on this host must be reached over TLS.
   if (mode === 'production' && databaseUrl && !tlsOrLocal(databaseUrl.reveal(), (u) => /^(require|verify-ca|verify-full)$/.test(u.searchParams.get('sslmode') ?? ''))) {
     r.problems.push('TOLLGATE_DATABASE_URL points at another host without TLS: add ?sslmode=verify-full (or require) in production mode.')
@@ -221,6 +249,33 @@ export function loadConfig(env: Record<string, string | undefined>, cwd = proces
   const auditKeyFile = resolve(dataDir, r.string('TOLLGATE_AUDIT_SIGNING_KEY', 'audit-signing-key.pem', 'Ed25519 private key (PEM file) that signs audit checkpoints (AUDIT-3, D9); relative to the data dir; created (0600) on first start when missing. Keep it off the database host where you can.'))
   const checkpointEvents = r.int('TOLLGATE_AUDIT_CHECKPOINT_EVENTS', 1000, 'entries', 'A signed checkpoint at least every this many entries of an org\'s audit chain.', 1, 1000)
   const checkpointS = r.int('TOLLGATE_AUDIT_CHECKPOINT_S', 300, 'seconds', 'A signed checkpoint of every chain at least this often, empty when the chain was idle.', 1, 300)
+  const alertBlocks = r.int('TOLLGATE_ALERT_BLOCKS_PER_5MIN', 50, 'requests', "An org's webhook gets an alert when this many of its requests are blocked (input or output) within 5 minutes; 0 turns it off.", 0, 1_000_000)
+  const alertSignin = r.int('TOLLGATE_ALERT_SIGNIN_FAILURES_PER_5MIN', 20, 'attempts', "An org's webhook gets an alert when this many sign-ins to it fail within 5 minutes; 0 turns it off.", 0, 1_000_000)
+  const alertRateLimited = r.int('TOLLGATE_ALERT_RATE_LIMITED_PER_5MIN', 100, 'requests', "An org's webhook gets an alert when this many of its AI requests are answered 429 within 5 minutes; 0 turns it off.", 0, 1_000_000)
+  const alertTimeoutMs = r.int('TOLLGATE_ALERT_WEBHOOK_TIMEOUT_MS', 3000, 'ms', 'Longest wait for an alert webhook to answer; redirects are never followed.', 100, 30_000)
+
+  // BACKUP-1, D12: the backup key is its own key, never the master key (rotating the master key
+  // must not strand old backups: CRYPTO-2), and never inside a backup.
+  const backupKey = r.secret('TOLLGATE_BACKUP_KEY', 'AES-256-GCM key of the backups: 64 hex characters, not the master key. In development an unset key is generated into the data dir; in production backups need it.', (v) =>
+    /^[0-9a-fA-F]{64}$/.test(v) ? undefined : 'must be 64 hex characters — generate one with: openssl rand -hex 32')
+  if (backupKey && masterKey && backupKey.reveal().toLowerCase() === masterKey.reveal().toLowerCase()) r.problems.push('TOLLGATE_BACKUP_KEY must not be the master key: generate a separate one with: openssl rand -hex 32')
+  const backupDir = resolve(dataDir, r.string('TOLLGATE_BACKUP_DIR', 'backups', 'Folder that receives backups when no bucket is set; relative to the data dir.'))
+  const backupRetentionDays = r.int('TOLLGATE_BACKUP_RETENTION_DAYS', 30, 'days', 'Each backup run deletes the backups older than this in its destination (none when the run failed).', 1, 3650)
+  const backupCron = r.optional('TOLLGATE_BACKUP_CRON', 'When the server takes backups: 5-field cron in UTC, e.g. "0 3 * * *"; unset: only tollgate backup and POST /ops/backup.', (v) => {
+    const c = parseCron(v)
+    return typeof c === 'string' ? c : undefined
+  })
+  if (mode === 'production' && backupCron && !backupKey) r.problems.push('TOLLGATE_BACKUP_CRON needs TOLLGATE_BACKUP_KEY in production mode — generate one with: openssl rand -hex 32')
+  const s3Bucket = r.optional('TOLLGATE_BACKUP_S3_BUCKET', 'S3-compatible bucket that receives backups instead of the folder (AWS S3, Cloudflare R2, MinIO).')
+  const s3Prefix = r.string('TOLLGATE_BACKUP_S3_PREFIX', 'tollgate/', 'Prefix of the backup object keys in the bucket.')
+  const s3Region = r.string('TOLLGATE_BACKUP_S3_REGION', 'us-east-1', 'Region of the bucket (R2: auto).')
+  const s3Endpoint = r.optional('TOLLGATE_BACKUP_S3_ENDPOINT', 'Endpoint URL of an S3-compatible service (R2, MinIO); path-style addressing is used with it. Unset: AWS S3.', httpUrl)
+  const s3AccessKeyId = r.optional('TOLLGATE_BACKUP_S3_ACCESS_KEY_ID', 'Access key id for the bucket; unset uses the AWS SDK default credential chain (environment, instance role).')
+  const s3Secret = r.secret('TOLLGATE_BACKUP_S3_SECRET_ACCESS_KEY', 'Secret access key for TOLLGATE_BACKUP_S3_ACCESS_KEY_ID.')
+  if ((s3AccessKeyId === undefined) !== (s3Secret === undefined)) r.problems.push('TOLLGATE_BACKUP_S3_ACCESS_KEY_ID and TOLLGATE_BACKUP_S3_SECRET_ACCESS_KEY must be set together (or neither).')
+  const orgPurgeDelayS = r.int('TOLLGATE_ORG_PURGE_DELAY_S', 2592000, 'seconds', 'How long after termination a terminated org\'s data is deleted (RIGHTS-2: at most 30 days; 0 = at the next retention run).', 0, 2592000)
+  const retentionJobS = r.int('TOLLGATE_RETENTION_JOB_S', 3600, 'seconds', 'How often the retention job deletes terminated orgs whose purge delay has passed.', 60, 86400)
+  const artifactJobS = r.int('TOLLGATE_ARTIFACT_PURGE_S', 600, 'seconds', 'How often the job deletes temporary artifacts past their 24 h expiry and reports reaching 30 days (RIGHTS-3, GW-8: at most 1 h).', 60, 3600)
 
   // TRUST-1: security.txt (RFC 9116). Contact and Expires are required fields, and Expires says when
   // the operator last vouched for the file: a date computed from the start time would renew itself
@@ -249,6 +304,7 @@ export function loadConfig(env: Record<string, string | undefined>, cwd = proces
     cache: { redisUrl },
     log: { level },
     masterKey,
+    previousMasterKeys,
     providers: { upstreams, routes, models, timeoutMs, idleTimeoutMs, maxConnections },
     decisions: { batchMax },
     identity: {
@@ -261,6 +317,12 @@ export function loadConfig(env: Record<string, string | undefined>, cwd = proces
     classify: { workers: classifierWorkers, model: classifierModel, llmMode, anthropicModel: classifierAnthropicModel, geminiModel: classifierGeminiModel, timeoutMs: classifierTimeoutMs },
     challenge: { ttlS: challengeTtlS, attempts: challengeAttempts, maxHolds, llm: challengeLlm === 'on' },
     audit: { signingKeyFile: auditKeyFile, checkpointEvents, checkpointS },
+    alerts: { blocksPer5Min: alertBlocks, signinFailuresPer5Min: alertSignin, rateLimitedPer5Min: alertRateLimited, webhookTimeoutMs: alertTimeoutMs },
+    backup: {
+      key: backupKey, dir: backupDir, retentionDays: backupRetentionDays, cron: backupCron,
+      s3: s3Bucket ? { bucket: s3Bucket, prefix: s3Prefix, region: s3Region, endpoint: s3Endpoint, accessKeyId: s3AccessKeyId, secretAccessKey: s3Secret } : undefined,
+    },
+    retention: { orgPurgeDelayS, jobS: retentionJobS, artifactJobS },
     security: { contacts, expiresAt, policyUrl, languages },
   }
   return { ok: true, config: deepFreeze(config), docs: r.docs }

@@ -13,6 +13,7 @@ export class Metrics {
   readonly rateLimited = new Counter({ name: 'tollgate_ratelimit_refused_total', help: 'Requests refused with 429, by endpoint group.', labelNames: ['group'] as const, registers: [this.registry] })
   readonly rateStoreFallback = new Counter({ name: 'tollgate_ratelimit_store_failures_total', help: 'Rate-limit decisions made without the shared store (Redis down): auth refused, others limited per instance (D7). Alert on any increase.', labelNames: ['group'] as const, registers: [this.registry] })
   readonly classifierFallbacks = new Counter({ name: 'tollgate_classifier_fallbacks_total', help: 'LLM classifications that fell back to the embedded result (timeout, error, bad answer).', labelNames: ['provider'] as const, registers: [this.registry] })
+  readonly alerts = new Counter({ name: 'tollgate_alerts_total', help: 'Anomaly alerts sent to org webhooks (AUDIT-4), by kind and outcome (delivered, failed).', labelNames: ['kind', 'outcome'] as const, registers: [this.registry] })
   readonly upstreamDuration = new Histogram({ name: 'tollgate_upstream_duration_seconds', help: 'Upstream time to the end of the answer.', labelNames: ['provider'] as const, buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120], registers: [this.registry] })
 
   constructor(defaults = true) {

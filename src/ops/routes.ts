@@ -1,6 +1,8 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import type { Kysely } from 'kysely'
 import { INSTANCE_CHAIN, withAudit, type AuditLog } from '../audit/audit.ts'
+import type { Backups } from '../backup/backup.ts'
+import { BackupError } from '../backup/format.ts'
 import type { Cache } from '../cache/cache.ts'
 import type { Clock } from '../core/clock.ts'
 import { digestsEqual, sha256 } from '../core/crypto.ts'
@@ -14,6 +16,8 @@ export interface OpsDeps {
   readonly audit: AuditLog
   readonly cache: Cache
   readonly opsSecret: Secret | undefined
+  /** BACKUP-1: undefined when backups are off (production without TOLLGATE_BACKUP_KEY). */
+  readonly backups?: Backups | undefined
   /** Loads demo orgs and people for staging; returns what it created. */
   readonly seed: (requestId: string) => Promise<{ orgs: number; users: number }>
 }
@@ -52,9 +56,18 @@ export function registerOperatorRoutes(app: FastifyInstance, d: OpsDeps): void {
     if (!ok) throw new TollgateError('invalid_operator_secret')
   }
 
+  // BACKUP-1: a backup now, to the configured destination, with retention. The answer names the
+  // backup and its key id, never the key; the run is audited (backup_created) beside the gate's entry.
   app.post('/ops/backup', { config: { action: 'public' } }, async (request, reply) => {
     await gate(request, 'ops_backup')
-    return reply.code(501).send({ error: { code: 'not_implemented', message: 'Backups arrive with the backups feature; use tollgate backup when it exists.', request_id: request.id } })
+    if (!d.backups) throw new TollgateError('backup_unavailable')
+    let r
+    try {
+      r = await d.backups.run({ type: 'operator', id: null }, { requestId: request.id })
+    } catch (err) {
+      throw new TollgateError('backup_failed', { reason: err instanceof BackupError ? err.problem : err instanceof Error ? err.name : 'unknown' })
+    }
+    return reply.code(201).send({ name: r.name, size: r.bytes, key_id: r.keyId, created_at: r.createdAt, deleted: r.deleted.length })
   })
 
   app.post('/ops/seed', { config: { action: 'public' } }, async (request) => {

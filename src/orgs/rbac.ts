@@ -29,18 +29,36 @@ export const ACTIONS = [
   'policy.retire',
   'settings.read',
   'settings.write',
+  'org.terminate',
+  'analytics.read',
+  'alerts.read',
+  'alerts.write',
+  'artifact.read',
+  'artifact.write',
+  'report.create',
+  'report.review',
 ] as const
 export type Action = (typeof ACTIONS)[number]
 
 const ALL: readonly Action[] = ACTIONS
 
+/**
+ * What every member may do with what they themselves chose to store (RIGHTS-3, GW-8): save, read
+ * and delete their own artifacts (the routes never show anyone else's, whatever the role), and
+ * report a harmful output or withdraw their own report. Reviewing reports is `report.review`.
+ */
+const OWN: readonly Action[] = ['artifact.read', 'artifact.write', 'report.create']
+
 /** Who may do what in an org. MEMBERs manage only their own keys (enforced by the key routes). */
 export const PERMISSIONS: Readonly<Record<Role, ReadonlySet<Action>>> = {
   OWNER: new Set(ALL),
   // settings.write is OWNER-only: opting in to training on customer content (DATA-4) commits the org.
-  ADMIN: new Set(ALL.filter((a) => a !== 'settings.write')),
-  ANALYST: new Set<Action>(['org.read', 'environment.list', 'member.list', 'key.list', 'audit.read', 'policy.read', 'settings.read']),
-  MEMBER: new Set<Action>(['org.read', 'environment.list', 'key.list', 'key.create', 'key.rotate', 'key.revoke']),
+  // org.terminate is OWNER-only: it ends the org and deletes all its data (RIGHTS-2).
+  ADMIN: new Set(ALL.filter((a) => a !== 'settings.write' && a !== 'org.terminate')),
+  // report.review (OWNER/ADMIN) reads reported outputs: never ANALYSTs or MEMBERs.
+  // analytics.read: cohort aggregates only, k-floored (RBAC-3). The alert webhook (alerts.*) is OWNER/ADMIN: its URL may carry a token.
+  ANALYST: new Set<Action>(['org.read', 'environment.list', 'member.list', 'key.list', 'audit.read', 'policy.read', 'settings.read', 'analytics.read', ...OWN]),
+  MEMBER: new Set<Action>(['org.read', 'environment.list', 'key.list', 'key.create', 'key.rotate', 'key.revoke', ...OWN]),
 }
 
 /**
@@ -51,6 +69,10 @@ export const SENSITIVE: ReadonlySet<Action> = new Set<Action>([
   'member.invite', 'member.role', 'member.remove', 'member.sessions.end', 'invite.revoke', 'sso.write', 'key.create', 'key.rotate', 'key.revoke',
   // What production enforces, and the DATA-4 training consent.
   'policy.promote', 'policy.retire', 'settings.write',
+  // Ending an org and destroying its keys (RIGHTS-2).
+  'org.terminate',
+  // Where anomaly alerts (AUDIT-4) go, signed with a secret shown once.
+  'alerts.write',
 ])
 
 export function can(role: Role, action: Action): boolean {

@@ -39,6 +39,8 @@ export interface OrgSettingTable {
   training_consent: number
   /** GW-3: `off`, `low_margin` or `always`; null follows TOLLGATE_CLASSIFIER_LLM. */
   classifier_llm: string | null
+  /** RIGHTS-3: 1 only after an OWNER's audited opt-in: members may then save outputs (migration 0011). */
+  workspace: number
   updated_at: number
   updated_by: string | null
 }

@@ -38,6 +38,14 @@ export function unwrapKey(master: MasterKey, orgId: string, purpose: string, wra
   return Buffer.concat([d.update(Buffer.from(ct, 'base64url')), d.final()])
 }
 
+/** The org's keys were destroyed (the org was terminated): nothing can be computed under them any more. */
+export class OrgKeyDestroyed extends Error {
+  constructor() {
+    super('org keys destroyed')
+    this.name = 'OrgKeyDestroyed'
+  }
+}
+
 /**
  * Per-org keys (D1, D13): prompt fingerprints and actor pseudonyms are HMACs under the org's own
  * key, so they cannot be linked across orgs, cannot be confirmed by guessing without the key,
@@ -48,11 +56,29 @@ export class OrgKeyring {
   /** Pseudonyms are recomputed on every request otherwise; bounded, and forgotten with the keys. */
   readonly #pseudonyms = new Map<string, string>()
 
+  /**
+   * `previous`: master keys being rotated out (CRYPTO-2). Keys wrapped under one of them still
+   * unwrap (each row names its master key id), new keys are wrapped under `master` only, and
+   * `rewrap` moves every row to `master`; then the previous keys can be dropped.
+   */
   constructor(
     private readonly db: Kysely<DB>,
     private readonly master: MasterKey,
     private readonly clock: Clock,
+    private readonly previous: readonly MasterKey[] = [],
   ) {}
+
+  /** The id of the master key new keys are wrapped under (public: a hash prefix, not the key). */
+  get masterKeyId(): string {
+    return this.master.id
+  }
+
+  /** The master key a row was wrapped under: the current one or one being rotated out. */
+  #masterFor(id: string): MasterKey {
+    const m = id === this.master.id ? this.master : this.previous.find((p) => p.id === id)
+    if (!m) throw new Error(`wrapped under master key ${id}, which is neither TOLLGATE_MASTER_KEY nor in TOLLGATE_MASTER_KEY_PREVIOUS`)
+    return m
+  }
 
   /** Creates the org's keys inside the caller's transaction (used at org creation). */
   async createFor(trx: Kysely<DB>, orgId: string): Promise<void> {
@@ -68,18 +94,21 @@ export class OrgKeyring {
     const cacheKey = `${orgId}\0${purpose}`
     const hit = this.#cache.get(cacheKey)
     if (hit) return hit
-    let row = await db.selectFrom('org_key').select(['wrapped'])
+    let row = await db.selectFrom('org_key').select(['wrapped', 'master_key_id'])
       .where('org_id', '=', orgId).where('purpose', '=', purpose).where('destroyed_at', 'is', null)
       .executeTakeFirst()
     if (!row) {
+      // A terminated (or purged) org's keys were destroyed: never mint it a new one (D13).
+      const org = await db.selectFrom('org').select('terminated_at').where('id', '=', orgId).executeTakeFirst()
+      if (!org || org.terminated_at !== null) throw new OrgKeyDestroyed()
       // An org created before this key existed: create it now. A concurrent creator wins the
       // unique index; we then read theirs.
       await this.#insert(db, orgId, purpose).catch(() => undefined)
-      row = await db.selectFrom('org_key').select(['wrapped'])
+      row = await db.selectFrom('org_key').select(['wrapped', 'master_key_id'])
         .where('org_id', '=', orgId).where('purpose', '=', purpose).where('destroyed_at', 'is', null)
         .executeTakeFirstOrThrow()
     }
-    const key = unwrapKey(this.master, orgId, purpose, row.wrapped)
+    const key = unwrapKey(this.#masterFor(row.master_key_id), orgId, purpose, row.wrapped)
     this.#cache.set(cacheKey, key)
     return key
   }
@@ -108,17 +137,44 @@ export class OrgKeyring {
     const cacheKey = `instance\0${purpose}`
     const hit = this.#cache.get(cacheKey)
     if (hit) return hit
-    let row = await db.selectFrom('instance_key').select(['wrapped']).where('purpose', '=', 'instance').executeTakeFirst()
+    let row = await db.selectFrom('instance_key').select(['wrapped', 'master_key_id']).where('purpose', '=', 'instance').executeTakeFirst()
     if (!row) {
       const wrapped = wrapKey(this.master, '', 'instance', randomBytes(32))
       await db.insertInto('instance_key').values({ purpose: 'instance', wrapped, master_key_id: this.master.id, created_at: this.clock.now() })
         .onConflict((oc) => oc.column('purpose').doNothing()).execute()
-      row = await db.selectFrom('instance_key').select(['wrapped']).where('purpose', '=', 'instance').executeTakeFirstOrThrow()
+      row = await db.selectFrom('instance_key').select(['wrapped', 'master_key_id']).where('purpose', '=', 'instance').executeTakeFirstOrThrow()
     }
-    const base = unwrapKey(this.master, '', 'instance', row.wrapped)
+    const base = unwrapKey(this.#masterFor(row.master_key_id), '', 'instance', row.wrapped)
     const key = Buffer.from(hkdfSync('sha256', base, Buffer.alloc(0), `tollgate ${purpose}`, 32))
     this.#cache.set(cacheKey, key)
     return key
+  }
+
+  /**
+   * Crypto-shreds every key of the org inside the caller's transaction (D13, RIGHTS-2): the
+   * wrapped key is cleared and `destroyed_at` set, so fingerprints and pseudonyms under it can
+   * never be computed again. Call `forget(orgId)` once the transaction commits; other instances
+   * drop their copies with `forgetDestroyed` (a scheduled job).
+   */
+  async destroy(trx: Kysely<DB>, orgId: string): Promise<number> {
+    const r = await trx.updateTable('org_key').set({ wrapped: '', destroyed_at: this.clock.now() })
+      .where('org_id', '=', orgId).where('destroyed_at', 'is', null).executeTakeFirst()
+    return Number(r.numUpdatedRows)
+  }
+
+  /** Drops from memory the keys of orgs whose keys another instance destroyed; returns how many orgs. */
+  async forgetDestroyed(): Promise<number> {
+    const cached = new Set([...this.#cache.keys(), ...this.#pseudonyms.keys()].map((k) => k.slice(0, k.indexOf('\0'))).filter((o) => o !== 'instance'))
+    if (cached.size === 0) return 0
+    const live = new Set((await this.db.selectFrom('org_key').select('org_id').distinct()
+      .where('org_id', 'in', [...cached]).where('destroyed_at', 'is', null).execute()).map((r) => r.org_id))
+    let n = 0
+    for (const orgId of cached) {
+      if (live.has(orgId)) continue
+      this.forget(orgId)
+      n++
+    }
+    return n
   }
 
   /** Forgets cached keys (after destruction or master-key rotation). */
@@ -129,6 +185,36 @@ export class OrgKeyring {
     } else {
       for (const m of [this.#cache, this.#pseudonyms]) for (const k of m.keys()) if (k.startsWith(`${orgId}\0`)) m.delete(k)
     }
+  }
+
+  /**
+   * CRYPTO-2: re-wraps every live org key and the instance key still wrapped under a previous
+   * master key under the current one, row by row — each a conditional UPDATE (`master_key_id`
+   * unchanged), so concurrent rewraps or instances never clobber each other, and instances that
+   * hold both keys serve throughout. The unwrapped keys are unchanged: fingerprints, pseudonyms
+   * and sealed data stay valid. Returns how many rows moved.
+   */
+  async rewrap(): Promise<{ orgKeys: number; instanceKeys: number; remaining: number }> {
+    let orgKeys = 0
+    const rows = await this.db.selectFrom('org_key').select(['id', 'org_id', 'purpose', 'wrapped', 'master_key_id'])
+      .where('destroyed_at', 'is', null).where('master_key_id', '!=', this.master.id).execute()
+    for (const r of rows) {
+      const plain = unwrapKey(this.#masterFor(r.master_key_id), r.org_id, r.purpose, r.wrapped)
+      const u = await this.db.updateTable('org_key').set({ wrapped: wrapKey(this.master, r.org_id, r.purpose, plain), master_key_id: this.master.id })
+        .where('id', '=', r.id).where('master_key_id', '=', r.master_key_id).where('destroyed_at', 'is', null).executeTakeFirst()
+      orgKeys += Number(u.numUpdatedRows)
+    }
+    let instanceKeys = 0
+    const inst = await this.db.selectFrom('instance_key').select(['purpose', 'wrapped', 'master_key_id']).where('master_key_id', '!=', this.master.id).execute()
+    for (const r of inst) {
+      const plain = unwrapKey(this.#masterFor(r.master_key_id), '', 'instance', r.wrapped)
+      const u = await this.db.updateTable('instance_key').set({ wrapped: wrapKey(this.master, '', 'instance', plain), master_key_id: this.master.id })
+        .where('purpose', '=', r.purpose).where('master_key_id', '=', r.master_key_id).executeTakeFirst()
+      instanceKeys += Number(u.numUpdatedRows)
+    }
+    const left = await this.db.selectFrom('org_key').select((eb) => eb.fn.countAll<number | string>().as('n'))
+      .where('destroyed_at', 'is', null).where('master_key_id', '!=', this.master.id).executeTakeFirstOrThrow()
+    return { orgKeys, instanceKeys, remaining: Number(left.n) }
   }
 
   async #insert(db: Kysely<DB>, orgId: string, purpose: OrgKeyPurpose): Promise<void> {

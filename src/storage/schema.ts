@@ -112,6 +112,67 @@ export interface AuditCheckpointTable {
   signature: string
 }
 
+/** A claimed backup cron slot (BACKUP-1): the primary key is the lease among instances. */
+export interface BackupSlotTable {
+  slot_at: number
+  claimed_at: number
+}
+
+/** An org's anomaly-alert webhook (AUDIT-4): `{url, secret}` sealed under the org's data key. */
+export interface AlertWebhookTable {
+  org_id: string
+  config_sealed: string
+  created_at: number
+  updated_at: number
+}
+
+/** One anomaly alert claimed for sending (AUDIT-4): the key (org, kind, window) dedupes across instances. */
+export interface AlertSentTable {
+  org_id: string
+  kind: string
+  window_start: number
+  count: number
+  threshold: number
+  outcome: string
+  sent_at: number
+}
+
+/**
+ * An output a person explicitly saved to the workspace (RIGHTS-3, migration 0011): `{content,
+ * title}` sealed under the org's data key, bound to the org and row id; readable only by its owner.
+ */
+export interface ArtifactTable {
+  id: string
+  org_id: string
+  /** The owner's pseudonym in the org (D13). */
+  owner_id: string
+  sealed: string
+  /** UTF-8 bytes of the content. */
+  size_bytes: number
+  temporary: number
+  created_at: number
+  /** Temporary artifacts: created_at + 24 h; null for kept ones. */
+  expires_at: number | null
+}
+
+/**
+ * A report of harmful output (GW-8, migration 0011): only what the reporter submitted, sealed under
+ * the org's data key; deleted at review, withdrawal, or 30 days after submission.
+ */
+export interface HarmReportTable {
+  id: string
+  org_id: string
+  /** The reporter's pseudonym in the org (D13), never their email. */
+  reporter_id: string
+  /** An MLCommons hazard code (S1–S14). */
+  category: string
+  /** The `x-tollgate-decision` id the reporter gave, if any (format-checked only). */
+  decision_id: string | null
+  sealed: string
+  size_bytes: number
+  created_at: number
+}
+
 export interface DB {
   org: OrgTable
   org_key: OrgKeyTable
@@ -119,6 +180,11 @@ export interface DB {
   decision: DecisionTable
   audit_event: AuditEventTable
   audit_checkpoint: AuditCheckpointTable
+  alert_webhook: AlertWebhookTable
+  alert_sent: AlertSentTable
+  backup_slot: BackupSlotTable
+  artifact: ArtifactTable
+  harm_report: HarmReportTable
   user: UserTable
   user_identity: UserIdentityTable
   membership: MembershipTable

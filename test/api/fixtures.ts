@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict'
 import type { TestApp } from '../helpers/app.ts'
-import { call, email, inviteIn, keyFor, newUser, passkeyFor, ssoIn, type Person } from './world.ts'
+import { call, email, inviteIn, keyFor, newUser, nobody, passkeyFor, ssoIn, type Person } from './world.ts'
+import { artifactOf, enableWorkspace, reportOf } from '../artifacts/seed.ts'
 
 /**
  * A live fixture for every state-changing /api/ route, for a signed-in OWNER of `orgId`: the path
@@ -62,4 +63,18 @@ export const VALID: Record<string, (c: Ctx) => Promise<Valid>> = {
   },
   'POST /api/orgs/:org/policies/:id/retire': async (c) => ({ params: { id: (await api(c, 'POST', '/policies', { document: DOC }, 201)).id }, body: {}, ok: 200 }),
   'PATCH /api/orgs/:org/settings': async () => ({ params: {}, body: { training_consent: true }, ok: 200 }),
+  'PUT /api/orgs/:org/alerts/webhook': async () => ({ params: {}, body: { url: 'https://hooks.example.com/tollgate', rotate_secret: true }, ok: 200 }),
+  'DELETE /api/orgs/:org/alerts/webhook': async (c) => (await c.tg.deps.alertWebhooks.put(c.tg.deps.db.db, c.orgId, 'https://hooks.example.com/tollgate', false), { params: {}, ok: 200 }),
+  // RIGHTS-3, GW-8: the OWNER's own artifact and report (the workspace turned on first).
+  'POST /api/orgs/:org/artifacts': async (c) => (await enableWorkspace(c.tg, c.orgId), { params: {}, body: { content: 'an answer worth keeping', title: 'kept', temporary: true }, ok: 201 }),
+  'DELETE /api/orgs/:org/artifacts/:id': async (c) => ({ params: { id: await artifactOf(c.tg, c.orgId, c.owner.userId) }, ok: 200 }),
+  'POST /api/orgs/:org/reports': async () => ({ params: {}, body: { text: 'a harmful answer', category: 'S1', decision_id: nobody() }, ok: 201 }),
+  'POST /api/orgs/:org/reports/:id/resolve': async (c) => ({ params: { id: await reportOf(c.tg, c.orgId, c.owner.userId) }, body: { outcome: 'actioned' }, ok: 200 }),
+  'DELETE /api/orgs/:org/reports/:id': async (c) => ({ params: { id: await reportOf(c.tg, c.orgId, c.owner.userId) }, ok: 200 }),
+  // RIGHTS-2: the fixture OWNER is the last OWNER of an org with members, so the valid deletion is
+  // refused (409, audited) and the OWNER lives on for the other routes; test/rights proves the deletion.
+  'DELETE /api/account': async () => ({ params: {}, ok: 409 }),
+  // A valid termination would end the fixture org for every route after it: no positive run here
+  // (test/rights proves it); a refused request must still change nothing.
+  'DELETE /api/orgs/:org': async (c) => ({ params: {}, body: { confirm: (await c.tg.deps.orgs.byId(c.orgId))!.slug } }),
 }

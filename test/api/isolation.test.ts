@@ -2,6 +2,7 @@ import assert from 'node:assert/strict'
 import { randomInt } from 'node:crypto'
 import { test } from 'node:test'
 import { startApp, type TestApp } from '../helpers/app.ts'
+import { artifactOf, reportOf } from '../artifacts/seed.ts'
 import { apiRoutes, call, email, inviteIn, keyFor, newUser, nobody, passkeyFor, person, stateDiff, tableState, type Person, type Res } from './world.ts'
 
 /**
@@ -30,6 +31,7 @@ const BODIES: Record<string, unknown> = {
   'POST /api/orgs/:org/policies': { document: DOC },
   'POST /api/orgs/:org/policies/validate': { document: DOC },
   'PATCH /api/orgs/:org/settings': { training_consent: true },
+  'POST /api/orgs/:org/reports/:id/resolve': { outcome: 'dismissed' },
 }
 
 /** An id of the same length and character classes as `id` that names nothing (the baseline must pass the same schema). */
@@ -66,8 +68,10 @@ async function seedA(tg: TestApp, orgA: string, owner: Person) {
   await api('PATCH', `/members/${member.userId}`, { role: 'ANALYST' }, 200)
   const passkey = await passkeyFor(tg, owner.userId)
   const extraSession = (await tg.deps.sessions.create(owner.userId, 'bootstrap', null)).session.id
+  // RIGHTS-3, GW-8: an artifact and an open report of A's.
+  const stored = [await artifactOf(tg, orgA, owner.userId), await reportOf(tg, orgA, member.userId)]
   return {
-    users: [owner.userId, admin.userId, member.userId], keys, invites, inviteToken: openInvite.token, policy, passkey,
+    users: [owner.userId, admin.userId, member.userId], keys, invites, inviteToken: openInvite.token, policy, passkey, stored,
     sessions: [owner.sessionId, member.sessionId, extraSession], emails: [owner.email, admin.email, member.email, openInvite.email],
   }
 }
@@ -83,7 +87,7 @@ test('DATA-3 T61: as B\'s OWNER, every id of org A on every route that takes one
   // B has its own, distinctive, content: 2 sandbox keys (A has 3 live sandbox keys).
   await keyFor(tg, orgB, ownerB.userId)
   await keyFor(tg, orgB, ownerB.userId)
-  const aIds = [...a.users, ...a.keys, ...a.invites, a.policy, ...a.sessions, a.passkey]
+  const aIds = [...a.users, ...a.keys, ...a.invites, a.policy, ...a.sessions, a.passkey, ...a.stored]
 
   const routes = apiRoutes(tg.app.printRoutes({ commonPrefix: false })).filter((r) => !r.startsWith('HEAD '))
   const idRoutes = routes.filter((r) => /:(?!org\b)[a-z]+/.test(r))

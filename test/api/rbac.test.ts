@@ -4,6 +4,7 @@ import type { RouteAction } from '../../src/api/guard.ts'
 import { ACTIONS, can, ROLES, SENSITIVE, type Role } from '../../src/orgs/rbac.ts'
 import { buildServer } from '../../src/server.ts'
 import { startApp, type TestApp } from '../helpers/app.ts'
+import { artifactOf, enableWorkspace, reportOf } from '../artifacts/seed.ts'
 import { apiRoutes, call, email, inviteIn, keyFor, newUser, nobody, passkeyFor, person, signIn, ssoIn, type Person, type Res } from './world.ts'
 
 /**
@@ -35,6 +36,8 @@ interface RouteSpec {
   readonly prepare?: (w: World, orgId: string, who: Person | undefined) => Promise<Call>
   /** When the route's own answer is a refusal (a failed WebAuthn step-up): how to tell the handler ran. */
   readonly reached?: (w: World, res: Res) => Promise<boolean>
+  /** A `self` route declaring `stepUp: true`: a stale authentication (or an admin key) gets step_up_required. */
+  readonly stepUp?: true
 }
 
 /** A key owned by the caller when they belong to the org (MEMBERs manage only their own), else by its OWNER. */
@@ -43,6 +46,13 @@ const ownKey = async (w: World, orgId: string, who: Person | undefined): Promise
   return { params: { id: (await keyFor(w.tg, orgId, mine ? who!.userId : w.owners.get(orgId)!.userId)).id } }
 }
 const freshMember = async (w: World, orgId: string): Promise<Call> => ({ params: { user: (await newUser(w.tg, orgId, 'MEMBER')).userId } })
+
+/** The person a call acts as: the signed-in one, or the member behind the org's admin-scope key (else its OWNER). */
+const actingUser = async (w: World, orgId: string, who: Person | undefined): Promise<string> =>
+  who?.userId ?? (await w.tg.deps.db.db.selectFrom('api_key').select('user_id').where('org_id', '=', orgId).where('scope', '=', 'admin').where('user_id', 'is not', null).executeTakeFirst())?.user_id ?? w.owners.get(orgId)!.userId
+/** RIGHTS-3 / GW-8 fixtures owned by the caller: nobody else's artifact or report is theirs to read or delete. */
+const ownArtifact = async (w: World, orgId: string, who: Person | undefined): Promise<Call> => ({ params: { id: await artifactOf(w.tg, orgId, await actingUser(w, orgId, who)) } })
+const ownReport = async (w: World, orgId: string, who: Person | undefined): Promise<Call> => ({ params: { id: await reportOf(w.tg, orgId, await actingUser(w, orgId, who)) } })
 
 /** Policy fixtures go through the API as the org's OWNER, like the dashboard makes them. */
 const DOC = { version: 1, default_action: 'allow', rules: [] }
@@ -91,6 +101,26 @@ const ROUTES: Record<string, RouteSpec> = {
       (await w.tg.deps.db.db.selectFrom('audit_event').select('action').where('request_id', '=', res.headers.get('x-request-id')!).execute()).some((e) => e.action === 'authn_stepup_fail'),
   },
   'GET /api/orgs': { action: 'self', ok: 200 },
+  // RIGHTS-1/2: self routes behind a fresh step-up. Deleting the principal would end the sweep, so the
+  // caller is made the last OWNER of a fresh org with another member: the handler refuses (409).
+  'GET /api/account/export': { action: 'self', ok: 200, stepUp: true },
+  'DELETE /api/account': {
+    action: 'self', ok: 409, stepUp: true,
+    prepare: async (w, _org, who) => {
+      if (who) {
+        const org = (await w.tg.deps.orgs.create(`rbac-last-${Math.random().toString(36).slice(2, 10)}`, { type: 'operator', id: null }))!.id
+        await w.tg.deps.members.add(w.tg.deps.db.db, org, who.userId, 'OWNER')
+        await newUser(w.tg, org, 'MEMBER')
+      }
+      return {}
+    },
+    reached: async (_w, res) => res.status === 409 && res.json?.error?.code === 'account_last_owner',
+  },
+  // A wrong confirmation: the handler refuses, so the org the sweep uses is not terminated.
+  'DELETE /api/orgs/:org': {
+    action: 'org.terminate', ok: 400, prepare: async () => ({ body: { confirm: 'not-this-org' } }),
+    reached: async (_w, res) => res.json?.error?.code === 'confirmation_mismatch',
+  },
   'GET /api/orgs/:org': { action: 'org.read', ok: 200 },
   'GET /api/orgs/:org/environments': { action: 'environment.list', ok: 200 },
   'GET /api/orgs/:org/members': { action: 'member.list', ok: 200 },
@@ -130,6 +160,29 @@ const ROUTES: Record<string, RouteSpec> = {
   'POST /api/orgs/:org/policies/:id/retire': { action: 'policy.retire', ok: 200, prepare: async (w, org) => ({ params: { id: await draft(w, org) }, body: {} }) },
   'GET /api/orgs/:org/settings': { action: 'settings.read', ok: 200 },
   'PATCH /api/orgs/:org/settings': { action: 'settings.write', ok: 200, prepare: async () => ({ body: { training_consent: false } }) },
+  // AUDIT-4, RBAC-3: k-floored analytics (ANALYSTs too) and the alert webhook (OWNER/ADMIN).
+  'GET /api/orgs/:org/analytics/requests': { action: 'analytics.read', ok: 200 },
+  'GET /api/orgs/:org/analytics/decisions': { action: 'analytics.read', ok: 200 },
+  'GET /api/orgs/:org/analytics/challenges': { action: 'analytics.read', ok: 200 },
+  'GET /api/orgs/:org/alerts/webhook': { action: 'alerts.read', ok: 200 },
+  'PUT /api/orgs/:org/alerts/webhook': { action: 'alerts.write', ok: 200, prepare: async () => ({ body: { url: 'https://hooks.example.com/tollgate' } }) },
+  'DELETE /api/orgs/:org/alerts/webhook': {
+    action: 'alerts.write', ok: 200,
+    prepare: async (w, org) => (await w.tg.deps.alertWebhooks.put(w.tg.deps.db.db, org, 'https://hooks.example.com/tollgate', false), {}),
+  },
+  // RIGHTS-3: every role saves, lists, reads and deletes its own artifacts (in an org with the workspace on).
+  'POST /api/orgs/:org/artifacts': { action: 'artifact.write', ok: 201, prepare: async (w, org) => (await enableWorkspace(w.tg, org), { body: { content: 'an answer worth keeping', temporary: true } }) },
+  'GET /api/orgs/:org/artifacts': { action: 'artifact.read', ok: 200 },
+  'GET /api/orgs/:org/artifacts/:id': { action: 'artifact.read', ok: 200, prepare: ownArtifact },
+  'DELETE /api/orgs/:org/artifacts/:id': { action: 'artifact.write', ok: 200, prepare: ownArtifact },
+  // GW-8: every role reports and withdraws its own report; OWNER/ADMIN review.
+  'POST /api/orgs/:org/reports': { action: 'report.create', ok: 201, prepare: async () => ({ body: { text: 'a harmful answer', category: 'S2' } }) },
+  'DELETE /api/orgs/:org/reports/:id': { action: 'report.create', ok: 200, prepare: ownReport },
+  'GET /api/orgs/:org/reports': { action: 'report.review', ok: 200 },
+  'POST /api/orgs/:org/reports/:id/resolve': {
+    action: 'report.review', ok: 200,
+    prepare: async (w, org) => ({ params: { id: await reportOf(w.tg, org, w.owners.get(org)!.userId) }, body: { outcome: 'dismissed' } }),
+  },
 }
 
 /** HEAD is Fastify's automatic twin of a GET route: same guard, same status, no body. */
@@ -144,7 +197,7 @@ type Expect = { readonly status: number; readonly code?: string } | 'ok'
 function predict(spec: RouteSpec, role: Role | 'anonymous' | undefined, fresh: boolean): Expect {
   if (spec.action === 'public') return 'ok'
   if (role === 'anonymous') return { status: 401, code: 'unauthenticated' }
-  if (spec.action === 'self') return 'ok'
+  if (spec.action === 'self') return spec.stepUp && !fresh ? { status: 403, code: 'step_up_required' } : 'ok'
   if (role === undefined) return { status: 404, code: 'not_found' }
   if (!can(role, spec.action)) return { status: 403, code: 'forbidden' }
   if (SENSITIVE.has(spec.action) && !fresh) return { status: 403, code: 'step_up_required' }
@@ -223,7 +276,7 @@ test('RBAC-1 T60: every /api/ route × {OWNER, ADMIN, ANALYST, MEMBER, admin key
     const spec = specFor(route)!
     const orgRoute = route.includes(':org')
     for (const p of principals) {
-      if (p.orgRoutesOnly && !orgRoute) continue
+      if (p.orgRoutesOnly && !orgRoute && !spec.stepUp) continue
       // Self and public routes name no org: one cell per principal. Org routes: own org and another org.
       for (const orgId of orgRoute ? [orgA, orgB] : [orgA]) {
         const role = p.role(orgId)

@@ -273,3 +273,41 @@ test('OPS-1: config prints every setting; migrate reports the schema up to date'
   await cli.ok('migrate')
   assert.equal(await cli.ok('migrate'), 'The schema is up to date.')
 })
+
+test('CRYPTO-2: master key rotation through the CLI — NEW + TOLLGATE_MASTER_KEY_PREVIOUS serves, `master-key rewrap` moves every key, then NEW alone opens everything and the old key nothing', async (t) => {
+  const NEW = 'c'.repeat(64)
+  const cli = cliWorld(t)
+  await cli.ok('org', 'create', 'acme')
+  const created = JSON.parse(await cli.ok('keys', 'create', '--org', 'acme', '--env', 'sandbox', '--json')) as { id: string; key: string }
+  const pseudonymUnder = (env: Record<string, string>) => withStores({ ...cli, env }, async (s) => {
+    const org = (await s.orgs.list()).find((o) => o.slug === 'acme')!
+    return s.keyring.pseudonym(org.id, 'user-1')
+  })
+  const before = await pseudonymUnder(cli.env)
+
+  // Positive control: NEW alone cannot open keys wrapped under the old key.
+  const newOnly = { ...cli.env, TOLLGATE_MASTER_KEY: NEW }
+  await assert.rejects(pseudonymUnder(newOnly), /TOLLGATE_MASTER_KEY_PREVIOUS/)
+  assert.match(await cli.ok('master-key', 'rewrap'), /^Re-wrapped 0 org key\(s\) and 0 instance key\(s\)/, 'nothing to do under the same key')
+
+  const rotating = { ...cli.env, TOLLGATE_MASTER_KEY: NEW, TOLLGATE_MASTER_KEY_PREVIOUS: TEST_MASTER_KEY }
+  const cli2: Cli = { ...cli, env: rotating, run: (...argv) => runCliWith(rotating, cli.dir, argv), ok: async (...argv) => { const r = await runCliWith(rotating, cli.dir, argv); assert.equal(r.code, 0, r.err); return r.out } }
+  assert.equal(await pseudonymUnder(rotating), before)
+  const moved = JSON.parse(await cli2.ok('master-key', 'rewrap', '--json')) as { org_keys: number; instance_keys: number; remaining: number; master_key_id: string }
+  assert.ok(moved.org_keys >= 2, `org keys moved: ${moved.org_keys}`)
+  assert.equal(moved.remaining, 0)
+  assert.equal(moved.master_key_id, sha256Hex(Buffer.from(NEW, 'hex')).slice(0, 16))
+  assert.equal(await pseudonymUnder(newOnly), before, 'NEW alone now opens every key; derived values unchanged')
+  await assert.rejects(pseudonymUnder(cli.env), 'the old master key opens nothing any more')
+  // The API key (hashed, not wrapped) still verifies; the rewrap is audited.
+  assert.ok(await withStores({ ...cli, env: newOnly }, (s) => s.keys.verify(created.key)))
+  const audited = rows<{ actor_type: string; target_id: string }>(cli.dir, "select actor_type, target_id from audit_event where action = 'master_key_rewrapped'")
+  assert.deepEqual(audited.at(-1), { actor_type: 'operator', target_id: moved.master_key_id })
+})
+
+async function runCliWith(env: Record<string, string>, dir: string, argv: readonly string[]): Promise<Run> {
+  const out: string[] = []
+  const err: string[] = []
+  const code = await runCli(argv, { env, execArgv: [], cwd: dir }, { out: (s) => out.push(s), err: (s) => err.push(s) })
+  return { code, out: out.join('\n'), err: err.join('\n') }
+}

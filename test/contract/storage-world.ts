@@ -66,11 +66,11 @@ export function openPlace(t: TestContext, place: Place): Database {
 }
 
 /** The stores as one instance would build them, over an already-migrated place. */
-export function storesOn(t: TestContext, place: Place, opts: { clock?: Clock; masterKeyHex?: string } = {}): StorageWorld {
+export function storesOn(t: TestContext, place: Place, opts: { clock?: Clock; masterKeyHex?: string; previousMasterKeysHex?: readonly string[] } = {}): StorageWorld {
   const database = openPlace(t, place)
   const clock = opts.clock ?? { now: () => Date.now() }
   const audit = new AuditLog(clock, place.dialect)
-  const keyring = new OrgKeyring(database.db, masterKeyFromHex(opts.masterKeyHex ?? TEST_MASTER_KEY), clock)
+  const keyring = new OrgKeyring(database.db, masterKeyFromHex(opts.masterKeyHex ?? TEST_MASTER_KEY), clock, (opts.previousMasterKeysHex ?? []).map(masterKeyFromHex))
   const orgs = new OrgStore(database.db, clock, audit, keyring)
   const keys = new KeyStore(database.db, clock, audit)
   return { place, database, clock, audit, keyring, orgs, keys }

@@ -234,7 +234,7 @@ test('DATA-4 GW-3: training consent is off by default and the org’s LLM classi
   const analyst = await w.person('ANALYST')
   const staleOwner = await w.person('OWNER', { staleAuth: true })
   const url = `/api/orgs/${w.orgId}/settings`
-  assert.deepEqual((await w.call(analyst, 'GET', url)).json, { training_consent: false, classifier_llm: null, updated_at: null })
+  assert.deepEqual((await w.call(analyst, 'GET', url)).json, { training_consent: false, classifier_llm: null, workspace: false, updated_at: null })
   assert.equal((await w.call(admin, 'PATCH', url, { training_consent: true })).status, 403)
   assert.equal((await w.call(staleOwner, 'PATCH', url, { training_consent: true })).json.error.code, 'step_up_required')
   assert.equal((await w.call(owner, 'PATCH', url, { training_consent: 'yes' })).status, 400)

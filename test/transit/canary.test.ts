@@ -11,6 +11,7 @@ import SqliteDatabase from 'better-sqlite3-multiple-ciphers'
 import { Redis } from 'ioredis'
 import pg from 'pg'
 import { Agent, fetch, type RequestInit } from 'undici'
+import { decodeHeader, decryptFile } from '../../src/backup/format.ts'
 import { checksum62, randomBase62 } from '../../src/core/crypto.ts'
 import type { LogFields } from '../../src/observe/log.ts'
 import { LlmClassifier } from '../../src/classify/llm.ts'
@@ -891,6 +892,34 @@ const RESPONSES = 'client: answers (GW-2, not storage)'
 const SELF_CHECK = 'self-check: requests as sent + upstream outputs (not storage)'
 const NOT_STORAGE = new Set([RESPONSES, SELF_CHECK])
 
+const EXPORT_SOURCE = 'account export (RIGHTS-1)'
+
+const BACKUP_SOURCE = 'backup: decrypted with the backup key (BACKUP-2)'
+
+/**
+ * BACKUP-2: a backup taken by the running app after the workload, decrypted with the backup key
+ * (PostgreSQL's custom-format dump decoded to SQL by pg_restore) for the scan. It must really be
+ * encrypted: the decrypted view names the tables, the file itself does not.
+ */
+async function canaryBackup(tg: TestApp, work: string): Promise<{ name: string; decrypted: Buffer }> {
+  const backups = tg.deps.backups
+  assert.ok(backups, 'backups are on (development key)')
+  const r = await backups.run({ type: 'operator', id: null })
+  const file = join(tg.config.backup.dir, r.name)
+  const encrypted = readFileSync(file)
+  const plain = join(work, `backup-decrypted-${r.name}`)
+  const header = await decryptFile(file, plain, [backups.settings.key])
+  const decrypted = header.dialect === 'postgres'
+    ? (await execFileP('pg_restore', ['--file=-', plain], { encoding: 'buffer', maxBuffer: 1024 * 1024 * 1024 })).stdout
+    : readFileSync(plain)
+  const body = encrypted.subarray(decodeHeader(encrypted).length)
+  for (const table of ['audit_event', 'api_key', 'decision', 'org_key']) {
+    assert.ok(decrypted.includes(table), `INVALID: the decrypted backup should name the table ${table}`)
+    assert.ok(!body.includes(table), `the backup file holds the plaintext table name ${table}: it is not encrypted`)
+  }
+  return { name: r.name, decrypted }
+}
+
 async function runCanary(t: TestContext, backend: 'sqlite' | 'postgres'): Promise<CanaryRun | undefined> {
   const started = Date.now()
   const since = started - 2000
@@ -968,6 +997,13 @@ async function runCanary(t: TestContext, backend: 'sqlite' | 'postgres'): Promis
   M.secret(keys.sandbox, 'issued sandbox API key')
   M.secret(challengeOrg.production, 'issued production API key (challenge org)')
   M.secret(classifyOrg.production, 'issued production API key (classify org)')
+  // RIGHTS-1: a person holds the production key, so the workload's decision records are theirs;
+  // their account export is scanned below like stored data. Their email carries a decoy (the
+  // export's positive control: the scan finds it there).
+  const dExport = M.decoy('account email, in the account export')
+  const holder = await tg.deps.users.create(tg.deps.db.db, `${dExport}@example.com`)
+  await tg.deps.members.add(tg.deps.db.db, keys.org.id, holder.id, 'MEMBER')
+  await tg.deps.db.db.updateTable('api_key').set({ user_id: holder.id }).where('id', '=', keys.productionId).execute()
 
   // The workload.
   const w = new Workload(M, { production: keys.production, sandbox: keys.sandbox, challenge: challengeOrg.production, classify: classifyOrg.production }, out.outputs)
@@ -1029,8 +1065,44 @@ async function runCanary(t: TestContext, backend: 'sqlite' | 'postgres'): Promis
   if (classifierCalls.gemini === 0) misbehaved.push('no image went to the LLM classifier (Gemini)')
   misbehaved.push(...fallbacks.map((f) => `LLM classifier fell back: ${f}`))
 
+  // RIGHTS-1: the key holder's export (every decision record of the workload's production key).
+  const holderSession = await tg.deps.sessions.create(holder.id, 'bootstrap', null)
+  const exported = await fetch(`${tg.url}/api/account/export`, { headers: { cookie: `__Host-tollgate=${holderSession.token}` } })
+  const exportText = await exported.text()
+  if (exported.status !== 200) misbehaved.push(`account export answered ${exported.status}`)
+  else if ((JSON.parse(exportText) as { decisions: unknown[] }).decisions.length < 10) misbehaved.push('the account export holds (almost) none of the workload\'s decision records')
+
+  // RIGHTS-3, GW-8: text a person explicitly chooses to store — an artifact saved to the workspace
+  // and a report of a harmful output, both carrying workload markers — is sealed under the org's
+  // data key, so its markers must be in no byte written either (database, WAL, backup, logs,
+  // files). Saved by another member than the key holder: the holder's export (scanned as storage)
+  // does not hold them. Control: the saved artifact reads back with its marker (it was stored).
+  const chosen = w.tag('stored by choice (RIGHTS-3, GW-8)')
+  const artifactMarker = chosen.m('workspace artifact content')
+  const storedBodies = {
+    artifact: JSON.stringify({ content: `Saved answer ${artifactMarker} ${chosen.na('workspace artifact content')}`, title: chosen.m('workspace artifact title'), temporary: true }),
+    report: JSON.stringify({ text: `Harmful output ${chosen.m('report text')} ${chosen.na('report text')}`, category: 'S1' }),
+  }
+  const saver = await tg.deps.users.create(tg.deps.db.db, `saver-${M.run}@example.com`)
+  await tg.deps.members.add(tg.deps.db.db, keys.org.id, saver.id, 'MEMBER')
+  await tg.deps.orgSettings.update({ orgId: keys.org.id, workspace: true, actor: { type: 'operator', id: null } })
+  const saverAuth = { cookie: `__Host-tollgate=${(await tg.deps.sessions.create(saver.id, 'bootstrap', null)).token}`, origin: tg.deps.origin }
+  const csrf = ((await (await fetch(`${tg.url}/api/me`, { headers: saverAuth })).json()) as { csrf_token: string }).csrf_token
+  const saverCall = (method: string, path: string, body?: string) =>
+    fetch(`${tg.url}/api/orgs/${keys.org.id}${path}`, { method, headers: { ...saverAuth, 'x-csrf-token': csrf, ...(body ? { 'content-type': 'application/json' } : {}) }, ...(body ? { body } : {}) })
+  const savedArtifact = await saverCall('POST', '/artifacts', storedBodies.artifact)
+  const savedId = savedArtifact.status === 201 ? ((await savedArtifact.json()) as { id: string }).id : undefined
+  if (!savedId) misbehaved.push(`saving a workspace artifact answered ${savedArtifact.status}`)
+  else if (!(await (await saverCall('GET', `/artifacts/${savedId}`)).text()).includes(artifactMarker)) misbehaved.push('the saved artifact does not read back with its marker: nothing was stored')
+  const savedReport = await saverCall('POST', '/reports', storedBodies.report)
+  await savedReport.text()
+  if (savedReport.status !== 201) misbehaved.push(`reporting an output answered ${savedReport.status}`)
+  const storedRows = await Promise.all((['artifact', 'harm_report'] as const).map((tb) => tg.deps.db.db.selectFrom(tb).select('id').where('org_id', '=', keys.org.id).execute()))
+  if (storedRows.some((rows) => rows.length !== 1)) misbehaved.push('the artifact and the report are not one stored row each')
+
   // Control: a temp file created and deleted while the process is traced.
   const controls: Control[] = []
+  controls.push({ name: 'account email in the account export (RIGHTS-1)', marker: dExport, sources: [EXPORT_SOURCE] })
   const ephemeral = join(tmpdir(), `tollgate-canary-ephemeral-${M.run}.txt`)
   if (typeof trace !== 'string') {
     const d = M.decoy('temp file created and deleted during the run')
@@ -1098,6 +1170,10 @@ async function runCanary(t: TestContext, backend: 'sqlite' | 'postgres'): Promis
     side.exec('create table canary_decoy (id integer primary key, note text not null)')
     side.prepare('insert into canary_decoy (note) values (?)').run(`decoy ${dRow}`)
     side.close()
+    // BACKUP-2: a backup of the live database after the workload; the decoy row must show up in it.
+    const backup = await canaryBackup(tg, work)
+    controls.push({ name: 'SQLite row in a decrypted backup', marker: dRow, sources: [BACKUP_SOURCE] })
+    scannerSources.push(() => scanner.scan(BACKUP_SOURCE, backup.name, backup.decrypted))
     copyIfExists(dbPath, join(work, 'sqlite-before-close'))
     await tg.close()
     // After the app closed: checkpoint everything into the main file, copy again, read every row.
@@ -1155,6 +1231,10 @@ async function runCanary(t: TestContext, backend: 'sqlite' | 'postgres'): Promis
       await redis.del(decoyKey).catch(() => undefined)
       redis.disconnect()
     })
+    // BACKUP-2: a backup of the live database after the workload; the TOASTed decoy must show up in it.
+    const backup = await canaryBackup(tg, work)
+    controls.push({ name: 'PostgreSQL value in a decrypted backup', marker: dPg, sources: [BACKUP_SOURCE] })
+    scannerSources.push(() => scanner.scan(BACKUP_SOURCE, backup.name, backup.decrypted))
     tick('plant postgres control')
     await tg.close()
     tick('close the app')
@@ -1290,6 +1370,8 @@ async function runCanary(t: TestContext, backend: 'sqlite' | 'postgres'): Promis
     scanner.note(straceSource, `${writes.length} writes to ${byPath.size} files (each write seen up to 64 KiB); largest: ${top.map(([p, n]) => `${p} (${n} B)`).join(', ')}`)
   } else scanner.note(straceSource, `unavailable: ${trace}`)
 
+  // A download of everything stored about a person (RIGHTS-1): a place data goes, scanned like storage.
+  scanner.scan(EXPORT_SOURCE, 'GET /api/account/export', exportText)
   // What the clients got back (for GW-2; not a storage source).
   for (const r of results) scanner.scan(RESPONSES, `call#${r.call.id}`, `${r.headers}\n\n${r.text}`)
   // Self-check: the same scanner must find every workload marker in what was sent, in whatever
@@ -1299,6 +1381,7 @@ async function runCanary(t: TestContext, backend: 'sqlite' | 'postgres'): Promis
     scanner.scan(SELF_CHECK, `call#${c.id}`, `${c.method} ${c.path}\n${Object.entries(c.headers).map(([k, v]) => `${k}: ${v}`).join('\n')}\n\n${body}`)
   }
   scanner.scan(SELF_CHECK, 'upstream outputs', JSON.stringify([...out.outputs.values()]))
+  scanner.scan(SELF_CHECK, 'artifact and report as sent (RIGHTS-3, GW-8)', `${storedBodies.artifact}\n${storedBodies.report}`)
 
   const scanMs = Date.now() - tScan
   tick('scan logs, stdout, strace, answers')

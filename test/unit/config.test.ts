@@ -142,7 +142,7 @@ test('KEY-1 TRANSIT-4: secrets parse straight into Secret and print as [secret] 
   assert.match(inspect(c, { depth: 10 }), /\[secret\]/)
   // Every setting whose unit is `secret` is one of these, documented as such.
   assert.deepEqual(settingDocs().filter((d) => d.unit === 'secret').map((d) => d.env).sort(),
-    ['ANTHROPIC_API_KEY', 'GEMINI_API_KEY', 'OPENAI_API_KEY', 'TOLLGATE_DATABASE_URL', 'TOLLGATE_GOOGLE_CLIENT_SECRET', 'TOLLGATE_MASTER_KEY', 'TOLLGATE_OPS_SECRET',
+    ['ANTHROPIC_API_KEY', 'GEMINI_API_KEY', 'OPENAI_API_KEY', 'TOLLGATE_BACKUP_KEY', 'TOLLGATE_BACKUP_S3_SECRET_ACCESS_KEY', 'TOLLGATE_DATABASE_URL', 'TOLLGATE_GOOGLE_CLIENT_SECRET', 'TOLLGATE_MASTER_KEY', 'TOLLGATE_MASTER_KEY_PREVIOUS', 'TOLLGATE_OPS_SECRET',
       'TOLLGATE_REDIS_URL', 'TOLLGATE_SANDBOX_ANTHROPIC_API_KEY', 'TOLLGATE_SANDBOX_GEMINI_API_KEY', 'TOLLGATE_SANDBOX_OPENAI_API_KEY', 'TOLLGATE_SMTP_URL'])
 })
 
@@ -206,4 +206,21 @@ test('OPS-1 TRANSIT-1: diagnosticFlags catches flags that write memory to disk, 
   }
   // Look-alikes are not caught.
   assert.deepEqual(diagnosticFlags(['--inspector-not-a-flag', '--profile-ish', '--reportx'], undefined), [])
+})
+
+test('BACKUP-1: backup settings — the key is 64 hex and never the master key, the cron is checked, S3 credentials come in pairs; production needs a key for a schedule', () => {
+  const c = ok({ TOLLGATE_MASTER_KEY: MASTER, TOLLGATE_BACKUP_KEY: 'b'.repeat(64), TOLLGATE_BACKUP_CRON: '15 3 * * 1-5', TOLLGATE_BACKUP_S3_BUCKET: 'bk', TOLLGATE_BACKUP_S3_ENDPOINT: 'http://127.0.0.1:9000' })
+  assert.ok(c.backup.key instanceof Secret)
+  assert.equal(c.backup.retentionDays, 30)
+  assert.equal(c.backup.cron, '15 3 * * 1-5')
+  assert.deepEqual({ ...c.backup.s3, secretAccessKey: undefined }, { bucket: 'bk', prefix: 'tollgate/', region: 'us-east-1', endpoint: 'http://127.0.0.1:9000', accessKeyId: undefined, secretAccessKey: undefined })
+  const problems = (env: Record<string, string>) => {
+    const r = loadConfig({ TOLLGATE_MASTER_KEY: MASTER, ...env })
+    return r.ok ? [] : r.problems
+  }
+  assert.match(problems({ TOLLGATE_BACKUP_KEY: 'short' }).join('\n'), /TOLLGATE_BACKUP_KEY: must be 64 hex/)
+  assert.match(problems({ TOLLGATE_BACKUP_KEY: MASTER.toUpperCase() }).join('\n'), /must not be the master key/)
+  assert.match(problems({ TOLLGATE_BACKUP_CRON: '0 25 * * *' }).join('\n'), /TOLLGATE_BACKUP_CRON: the hour field/)
+  assert.match(problems({ TOLLGATE_BACKUP_S3_ACCESS_KEY_ID: 'id' }).join('\n'), /set together/)
+  assert.match(problems({ TOLLGATE_MODE: 'production', TOLLGATE_SMTP_URL: 'smtp://127.0.0.1', TOLLGATE_BACKUP_CRON: '0 3 * * *' }).join('\n'), /TOLLGATE_BACKUP_CRON needs TOLLGATE_BACKUP_KEY/)
 })

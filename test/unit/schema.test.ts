@@ -28,6 +28,7 @@ type Kind =
   | 'pseudonym' // HMAC of a principal (D3, D13, DATA-2): not joinable to a person without the key
   | 'wrapped-key' // AES-256-GCM-wrapped key material
   | 'sealed-secret' // a credential encrypted under an org key
+  | 'sealed-content' // text a person explicitly chose to store (RIGHTS-3 artifact, GW-8 report), AES-256-GCM under the org's data key, bound to its row; unreadable once the org key is destroyed
   | 'sealed-response' // an admin API response kept for idempotent replay, encrypted under the org's data key (may hold an email; never content or a key secret)
   | 'public-key' // public material only (WebAuthn COSE key)
   | 'slug' // operator-chosen org handle, [a-z0-9-]
@@ -99,7 +100,7 @@ export const CLASSIFICATION: Readonly<Record<string, Readonly<Record<string, Ent
     id: 'id', org_id: 'fk', environment: 'enum', version: 'count', document: ['org-config', 'a validated policy document: labels, codes, numbers and flags only, no free text'],
     status: 'enum', source_id: 'fk', created_at: 'timestamp', created_by: 'pseudonym', updated_at: 'timestamp', activated_at: 'timestamp', tested_at: 'timestamp', retired_at: 'timestamp',
   },
-  org_setting: { org_id: 'fk', training_consent: 'flag', classifier_llm: 'enum', updated_at: 'timestamp', updated_by: 'pseudonym' },
+  org_setting: { org_id: 'fk', training_consent: 'flag', classifier_llm: 'enum', workspace: 'flag', updated_at: 'timestamp', updated_by: 'pseudonym' },
   // Rate-limit tiers and idempotency records (migration 0004-abuse).
   rate_tier: { org_id: 'fk', endpoint_group: 'enum', per_minute: 'count', updated_at: 'timestamp' },
   idempotency: {
@@ -110,6 +111,14 @@ export const CLASSIFICATION: Readonly<Record<string, Readonly<Record<string, Ent
   },
   // Signed audit checkpoints (migration 0005-audit-checkpoints).
   audit_checkpoint: { id: 'id', chain_id: 'fk', seq: 'count', head_hash: 'hash', at: 'timestamp', key_id: 'id', signature: ['public-key', 'an Ed25519 signature over (chain, seq, head hash, time): public, verifiable material'] },
+  // Anomaly alerts (migration 0007-analytics, AUDIT-4): the webhook's URL and signing secret sealed together; alerts sent, as counts.
+  alert_webhook: { org_id: 'fk', config_sealed: 'sealed-secret', created_at: 'timestamp', updated_at: 'timestamp' },
+  alert_sent: { org_id: 'fk', kind: 'enum', window_start: 'timestamp', count: 'count', threshold: 'count', outcome: 'enum', sent_at: 'timestamp' },
+  // Scheduled backup leases (migration 0009-backup-slots).
+  backup_slot: { slot_at: 'timestamp', claimed_at: 'timestamp' },
+  // What a person chose to store (migration 0011-artifacts): sealed under the org's data key, owned by a pseudonym.
+  artifact: { id: 'id', org_id: 'fk', owner_id: 'pseudonym', sealed: 'sealed-content', size_bytes: 'count', temporary: 'flag', created_at: 'timestamp', expires_at: 'timestamp' },
+  harm_report: { id: 'id', org_id: 'fk', reporter_id: 'pseudonym', category: 'enum', decision_id: 'fk', sealed: 'sealed-content', size_bytes: 'count', created_at: 'timestamp' },
 }
 
 /**

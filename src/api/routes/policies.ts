@@ -42,8 +42,8 @@ const POLICY = object({ ...POLICY_FIELDS, document: DOCUMENT_OUT })
 const PROBLEM = object({ path: { type: 'string' }, message: { type: 'string' } })
 const POLICY_PARAMS = object({ org: ID, id: ID })
 const CLASSIFIER_LLM = { type: ['string', 'null'], enum: [...LLM_MODES, null] }
-const SETTINGS = object({ training_consent: { type: 'boolean' }, classifier_llm: CLASSIFIER_LLM, updated_at: NULLABLE_TIME })
-const SETTINGS_PATCH = { ...object({ training_consent: { type: 'boolean' }, classifier_llm: CLASSIFIER_LLM }, []), minProperties: 1 }
+const SETTINGS = object({ training_consent: { type: 'boolean' }, classifier_llm: CLASSIFIER_LLM, workspace: { type: 'boolean' }, updated_at: NULLABLE_TIME })
+const SETTINGS_PATCH = { ...object({ training_consent: { type: 'boolean' }, classifier_llm: CLASSIFIER_LLM, workspace: { type: 'boolean' } }, []), minProperties: 1 }
 const SAMPLE = {
   type: 'object', additionalProperties: false,
   properties: {
@@ -62,7 +62,7 @@ function presentSummary(p: StoredPolicy) {
   }
 }
 const presentPolicy = (p: StoredPolicy) => ({ ...presentSummary(p), document: p.document })
-const presentSettings = (s: OrgSettings) => ({ training_consent: s.trainingConsent, classifier_llm: s.classifierLlm, updated_at: iso(s.updatedAt) })
+const presentSettings = (s: OrgSettings) => ({ training_consent: s.trainingConsent, classifier_llm: s.classifierLlm, workspace: s.workspace, updated_at: iso(s.updatedAt) })
 
 /** 400 invalid_request with every problem and its path (the client's own document, never echoed). */
 function rejectDocument(request: FastifyRequest, reply: FastifyReply, problems: readonly PolicyProblem[], param: string) {
@@ -222,13 +222,14 @@ export function registerPolicyRoutes(app: FastifyInstance, d: PolicyRouteDeps): 
 
   app.patch('/api/orgs/:org/settings', {
     config: { action: 'settings.write' },
-    schema: { summary: 'Change org settings (OWNER, step-up): training_consent (audited as training_consent_granted / training_consent_withdrawn) and classifier_llm — off, low_margin, always, or null for the instance setting (audited as classifier_llm_changed).', params: ORG_PARAMS, body: SETTINGS_PATCH, response: { 200: SETTINGS } },
+    schema: { summary: 'Change org settings (OWNER, step-up): training_consent (audited as training_consent_granted / training_consent_withdrawn) and classifier_llm — off, low_margin, always, or null for the instance setting (audited as classifier_llm_changed), and workspace — whether members may save outputs, encrypted under the org key (RIGHTS-3; audited as workspace_enabled / workspace_disabled).', params: ORG_PARAMS, body: SETTINGS_PATCH, response: { 200: SETTINGS } },
   }, async (request) => {
-    const body = request.body as { training_consent?: boolean; classifier_llm?: LlmModeSetting | null }
+    const body = request.body as { training_consent?: boolean; classifier_llm?: LlmModeSetting | null; workspace?: boolean }
     return presentSettings(await settings.update({
       orgId: orgOf(request), actor: await actor(request),
       ...(body.training_consent !== undefined ? { trainingConsent: body.training_consent } : {}),
       ...(body.classifier_llm !== undefined ? { classifierLlm: body.classifier_llm } : {}),
+      ...(body.workspace !== undefined ? { workspace: body.workspace } : {}),
     }))
   })
 }

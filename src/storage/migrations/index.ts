@@ -6,7 +6,10 @@ import { policy } from './0003-policy.ts'
 import { abuse } from './0004-abuse.ts'
 import { auditCheckpoints } from './0005-audit-checkpoints.ts'
 import { orgClassifier } from './0006-org-classifier.ts'
+import { analytics } from './0007-analytics.ts'
+import { backupSlots } from './0009-backup-slots.ts'
 import { idempotentEffects } from './0010-idempotent-effects.ts'
+import { artifacts } from './0011-artifacts.ts'
 
 /**
  * Frozen migrations, in order. A migration, once released, never changes: a later change is a
@@ -19,7 +22,10 @@ const MIGRATIONS: Record<string, (d: Dialect) => Migration> = {
   '0004-abuse': abuse,
   '0005-audit-checkpoints': auditCheckpoints,
   '0006-org-classifier': orgClassifier,
+  '0007-analytics': analytics,
+  '0009-backup-slots': backupSlots,
   '0010-idempotent-effects': idempotentEffects,
+  '0011-artifacts': artifacts,
 }
 
 /** Every migration's name, in order. */

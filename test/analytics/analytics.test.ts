@@ -1,0 +1,164 @@
+import assert from 'node:assert/strict'
+import { test, type TestContext } from 'node:test'
+import { ManualClock } from '../fakes/clock.ts'
+import { orgWithKeys, startApp, type TestApp } from '../helpers/app.ts'
+import { call, person } from '../api/world.ts'
+import { people, seedDecisions, type Spec } from './seed.ts'
+
+/**
+ * RBAC-3 and AUDIT-4 over HTTP, on SQLite and PostgreSQL: k-floored cohort analytics with
+ * decision records of known populations, read as OWNER, ADMIN, ANALYST and MEMBER.
+ */
+
+const DAY = 86_400_000
+// Wednesday 26 March 2025, 12:00 UTC: its ISO week starts Monday the 24th.
+const NOW = Date.UTC(2025, 2, 26, 12)
+const WEEK0 = Date.UTC(2025, 2, 24)
+const at = (weekStart: number, hour = 10) => weekStart + hour * 3_600_000
+
+async function world(t: TestContext, postgres: boolean) {
+  const clock = new ManualClock(NOW)
+  const tg = await startApp(t, { postgres, clock })
+  if (!tg) return undefined
+  const o = await orgWithKeys(tg.deps)
+  return { tg, clock, orgId: o.org.id, keys: { sandbox: o.sandboxId, production: o.productionId } }
+}
+
+/** Every response's text, for the "no per-person ids" scan. */
+const leaks = (texts: readonly string[], ids: readonly string[]) => ids.filter((id) => texts.some((t) => t.includes(id)))
+
+for (const postgres of [false, true]) {
+  const db = postgres ? 'PostgreSQL' : 'SQLite'
+
+  test(`RBAC-3: k = 5 floor, complementary suppression and the differencing guard over HTTP; ADMIN and ANALYST see the same aggregates, MEMBER 403, no ids (${db})`, async (t) => {
+    const w = await world(t, postgres)
+    if (!w) return
+    const { tg, orgId } = w
+    const specs: Spec[] = []
+    const week = (n: number) => WEEK0 - n * 7 * DAY
+    // This week, production only: coding by 12 people, legal by 5 (2 each), medical by 4.
+    for (const p of people('c', 12)) specs.push({ person: p, environment: 'production', at: at(week(0)), domain: 'coding' })
+    for (const p of people('l', 5)) specs.push({ person: p, environment: 'production', at: at(week(0)), domain: 'legal' }, { person: p, environment: 'production', at: at(week(0), 11), domain: 'legal' })
+    for (const p of people('m', 4)) specs.push({ person: p, environment: 'production', at: at(week(0)), domain: 'medical' })
+    // Last week: 12 people in production, 3 others in sandbox only (all = 15: differs from production by 3).
+    for (const p of people('c', 12)) specs.push({ person: p, environment: 'production', at: at(week(1)) })
+    for (const p of people('s', 3)) specs.push({ person: p, environment: 'sandbox', at: at(week(1)) })
+    // Two weeks ago: 4 people. Three weeks ago: 5 people.
+    for (const p of people('c', 4)) specs.push({ person: p, environment: 'production', at: at(week(2)) })
+    for (const p of people('c', 5)) specs.push({ person: p, environment: 'production', at: at(week(3)) })
+    const seeded = await seedDecisions(tg, orgId, w.keys, specs)
+
+    const owner = await person(tg, orgId, 'OWNER')
+    const admin = await person(tg, orgId, 'ADMIN')
+    const analyst = await person(tg, orgId, 'ANALYST')
+    const member = await person(tg, orgId, 'MEMBER')
+    const texts: string[] = []
+    const get = async (who: typeof admin, path: string) => {
+      const r = await call(tg, who, 'GET', `/api/orgs/${orgId}/analytics/${path}`)
+      texts.push(r.text)
+      return r
+    }
+
+    // Requests over time, by week, oldest first.
+    const req = await get(analyst, 'requests?granularity=week&periods=4')
+    assert.equal(req.status, 200, req.text)
+    const byScope = (p: any) => Object.fromEntries(p.scopes.map((s: any) => [s.environment, [s.requests, s.people]]))
+    assert.deepEqual(req.json.periods.map((p: any) => p.start), [3, 2, 1, 0].map((n) => new Date(week(n)).toISOString()))
+    assert.deepEqual(byScope(req.json.periods[0]), { all: [5, 5], sandbox: ['<5', '<5'], production: [5, 5] }, 'five people: shown')
+    assert.deepEqual(byScope(req.json.periods[1]), { all: ['<5', '<5'], sandbox: ['<5', '<5'], production: ['<5', '<5'] }, 'four people: "<5" everywhere, never a number')
+    // Differencing guard: production (12 people) inside all environments (15) differ by 3: the inner one goes.
+    assert.deepEqual(byScope(req.json.periods[2]), { all: [15, 15], sandbox: ['<5', '<5'], production: ['<5', '<5'] })
+    assert.deepEqual(byScope(req.json.periods[3]), { all: [26, 21], sandbox: ['<5', '<5'], production: [26, 21] })
+
+    // By domain this week: medical (4 people) is floored; legal (5, the next smallest) is suppressed
+    // with it, or total − coding would give medical; no legal figure survives elsewhere either.
+    const dom = await get(analyst, 'decisions?by=domain&granularity=week&periods=1')
+    assert.equal(dom.status, 200, dom.text)
+    const cells = (scope: string) => Object.fromEntries(dom.json.periods[0].scopes.find((s: any) => s.environment === scope).cells.map((c: any) => [c.value, c.requests]))
+    const totals = Object.fromEntries(dom.json.periods[0].scopes.map((s: any) => [s.environment, s.total]))
+    assert.deepEqual(totals, { all: 26, sandbox: '<5', production: 26 }, 'totals agree with the over-time report')
+    for (const scope of ['all', 'production']) {
+      assert.equal(cells(scope)['coding'], 12)
+      assert.equal(cells(scope)['medical'], '<5')
+      assert.equal(cells(scope)['legal'], '<5', `${scope}: complementary suppression`)
+      for (const [v, n] of Object.entries(cells(scope))) if (v !== 'coding') assert.equal(n, '<5', `${scope}/${v}`)
+    }
+    assert.ok(Object.values(cells('sandbox')).every((n) => n === '<5'))
+    // Nothing hidden can be derived: no shown figure other than the totals and coding.
+    const shown = dom.json.periods[0].scopes.flatMap((s: any) => s.cells.filter((c: any) => c.requests !== '<5').map((c: any) => `${s.environment}/${c.value}`))
+    assert.deepEqual(shown.sort(), ['all/coding', 'production/coding'])
+
+    // ADMIN and ANALYST get the same aggregate-only shape (and OWNER); MEMBER gets 403.
+    for (const path of ['requests?granularity=week&periods=4', 'decisions?by=domain&granularity=week&periods=1', 'decisions?by=outcome', 'decisions?by=intent&granularity=month&periods=2', 'decisions?by=rule&granularity=day&periods=31', 'challenges?granularity=month']) {
+      const a = await get(admin, path)
+      const b = await get(analyst, path)
+      const o = await get(owner, path)
+      assert.equal(a.status, 200, `${path}: ${a.text}`)
+      assert.equal(a.text, b.text, path)
+      assert.equal(a.text, o.text, path)
+      const m = await get(member, path)
+      assert.equal(m.status, 403, path)
+      assert.equal(m.json.error.code, 'forbidden')
+    }
+    // No fixed cohort beyond the bound, no free-form filters.
+    assert.equal((await get(analyst, 'requests?granularity=day&periods=32')).status, 400)
+    assert.equal((await get(analyst, 'requests?from=2025-01-01')).status, 400)
+    assert.equal((await get(analyst, 'requests?actor=x')).status, 400)
+
+    // No actor, key, request or decision id in any response — and the scan finds a planted one.
+    assert.ok(seeded.ids.length > 100)
+    assert.deepEqual(leaks(texts, seeded.ids), [], 'a response carries a per-person id')
+    assert.deepEqual(leaks([...texts, JSON.stringify({ planted: seeded.ids[3] })], seeded.ids), [seeded.ids[3]], 'positive control: the scan finds a planted id')
+  })
+
+  test(`AUDIT-4: requests over time, outcomes, domains, intents and challenge figures are exact for a population of 8 (${db})`, async (t) => {
+    const w = await world(t, postgres)
+    if (!w) return
+    const { tg, orgId } = w
+    const today = Date.UTC(2025, 2, 26)
+    const specs: Spec[] = []
+    for (const p of people('u', 8)) {
+      specs.push(
+        { person: p, environment: 'production', at: today + 3_600_000, outcome: 'allowed', domain: 'coding', intent: 'do_it' },
+        { person: p, environment: 'production', at: today + 3_600_000, outcome: 'allowed', domain: 'coding', intent: 'do_it' },
+        { person: p, environment: 'production', at: today + 7_200_000, outcome: 'blocked', status: 403, domain: 'coding', intent: 'learn', ruleId: 'no-homework' },
+        // A challenge passed (score 0.8) and one failed (0.2).
+        { person: p, environment: 'production', at: today + 7_200_000, outcome: 'allowed', domain: 'math', intent: 'learn', passed: 1, score: 0.8, ruleId: 'explain-first' },
+        { person: p, environment: 'production', at: today + 7_200_000, outcome: 'challenge_failed', domain: 'math', intent: 'learn', passed: 0, score: 0.2, ruleId: 'explain-first' },
+      )
+      // Yesterday: one request each.
+      specs.push({ person: p, environment: 'production', at: today - DAY + 1000, outcome: 'allowed' })
+    }
+    await seedDecisions(tg, orgId, w.keys, specs)
+    const analyst = await person(tg, orgId, 'ANALYST')
+    const get = async (path: string) => {
+      const r = await call(tg, analyst, 'GET', `/api/orgs/${orgId}/analytics/${path}`)
+      assert.equal(r.status, 200, r.text)
+      return r.json
+    }
+    const prod = (p: any) => p.scopes.find((s: any) => s.environment === 'production')
+
+    const days = await get('requests?granularity=day&periods=3')
+    assert.deepEqual(days.periods.map((p: any) => prod(p).requests), ['<5', 8, 40])
+    assert.deepEqual(days.periods.map((p: any) => prod(p).people), ['<5', 8, 8])
+    assert.equal(days.periods[2].scopes.find((s: any) => s.environment === 'all').requests, 40)
+    assert.equal(days.periods[2].scopes.find((s: any) => s.environment === 'sandbox').requests, '<5')
+
+    const figures = async (by: string) => {
+      const r = await get(`decisions?by=${by}&granularity=day&periods=1`)
+      return Object.fromEntries(prod(r.periods[0]).cells.filter((c: any) => c.requests !== '<5').map((c: any) => [c.value, c.requests]))
+    }
+    assert.deepEqual(await figures('outcome'), { allowed: 24, blocked: 8, challenge_failed: 8 })
+    assert.deepEqual(await figures('domain'), { coding: 24, math: 16 })
+    assert.deepEqual(await figures('intent'), { do_it: 16, learn: 24 })
+    assert.deepEqual(await figures('rule'), { 'explain-first': 16, 'no-homework': 8, none: 16 })
+
+    const ch = await get('challenges?granularity=day&periods=1')
+    assert.deepEqual(prod(ch.periods[0]), { environment: 'production', challenged: 16, passed: 8, failed: 8, pass_rate: 0.5, mean_reasoning_score: 0.5 })
+    // The week holds both days: the same figures summed.
+    const wk = await get('requests?granularity=week&periods=1')
+    assert.deepEqual([prod(wk.periods[0]).requests, prod(wk.periods[0]).people], [48, 8])
+  })
+}
+
+export type { TestApp }
