@@ -102,9 +102,14 @@ export function adminGuard(d: GuardDeps) {
     if (!principal) throw new TollgateError('unauthenticated')
     request.principal = principal
 
-    // LIMIT-1: at most N admin requests in any 60 s per person or admin key (the org's tier if any).
-    const orgParam0 = (request.params as Record<string, string | undefined>)['org']
-    const quota = await d.rate.check('api', [{ policy: 'api-principal', key: principal.kind === 'key' ? `key:${principal.keyId}` : `user:${principal.userId}`, limit: await d.tiers.limit(orgParam0, 'api') }])
+    // The caller's role in the route's org (an admin key acts only inside its own org). Looked up
+    // before the limit: an org's tier applies only to its own members, never to a caller who names
+    // another org in the URL to borrow its (higher) limit.
+    const orgParam = (request.params as Record<string, string | undefined>)['org']
+    const role = orgParam === undefined || (principal.kind === 'key' && principal.keyOrgId !== orgParam) ? undefined : await d.users.role(principal.userId, orgParam)
+
+    // LIMIT-1: at most N admin requests in any 60 s per person or admin key (their org's tier if any).
+    const quota = await d.rate.check('api', [{ policy: 'api-principal', key: principal.kind === 'key' ? `key:${principal.keyId}` : `user:${principal.userId}`, limit: await d.tiers.limit(role ? orgParam : undefined, 'api') }])
     reply.headers(quota.headers)
     if (!quota.allowed) throw new TollgateError('rate_limited', undefined, undefined, quota.headers)
 
@@ -122,10 +127,7 @@ export function adminGuard(d: GuardDeps) {
       if (request.routeOptions.config.stepUp) await requireStepUp(d, request, principal)
       return
     }
-    const orgParam = (request.params as Record<string, string | undefined>)['org']
     if (orgParam === undefined) throw new TollgateError('internal_error', { reason: 'action_route_without_org' })
-    // An admin key acts only inside its own org.
-    const role = principal.kind === 'key' && principal.keyOrgId !== orgParam ? undefined : await d.users.role(principal.userId, orgParam)
     if (!role) throw new TollgateError('not_found')
     request.orgAccess = { orgId: orgParam, role }
     if (!can(role, action)) {

@@ -523,6 +523,11 @@ async function tiers(t: TestContext, w: World, clocks: readonly ManualClock[]): 
   const orgShots = await burst(w, person, 12, 4, w.apps, () => ({ path: `/api/orgs/${w.org.id}` }))
   assert.equal(accepted(orgShots).length, 5)
   assert.ok(orgShots.every((s) => qOf(s) === 5))
+  // A tier belongs to the org's members: someone else naming the org in the URL keeps the default
+  // limit (and gets the org's usual 404), so a higher tier cannot be borrowed this way.
+  const outsider = await partition(w, 'api', { orgId: (await newOrg(w.apps[0]!)).id })
+  const borrowed = await burst(w, outsider, 2, 1, w.apps, () => ({ path: `/api/orgs/${w.org.id}` }))
+  assert.ok(borrowed.every((s) => s.status === 404 && qOf(s) === LIMIT.api), `outsider: ${borrowed.map((s) => `${s.status} q=${qOf(s)}`).join(', ')}`)
 
   // Another org keeps the defaults.
   const other = await newOrg(w.apps[0]!)
