@@ -110,7 +110,7 @@ export function replayAnswer(req: AiRequest, row: DecisionRecord | undefined, tr
   if (!row) return sendError(req.wire, trace, reply, { code: 'idempotency_in_flight' })
   const headers = { ...trace.headers, 'x-request-id': trace.requestId, 'request-id': trace.requestId, 'server-timing': trace.serverTiming(), 'idempotent-replayed': 'true', 'x-tollgate-decision': row.id }
   // The body names the request that was decided (as the first answer did), so every replay is the same bytes.
-  if (row.status >= 400 && row.error_code && row.error_code in ERRORS) return reply.send(row.status, req.wire.error(row.error_code as ErrorCode, row.request_id), headers)
+  if (row.status >= 400 && row.error_code && row.error_code in ERRORS) return reply.send(row.status, req.wire.error(row.error_code as ErrorCode, row.request_id, undefined, row.reason ?? undefined), headers)
   reply.send(200, req.wire.replay(row), headers)
 }
 
@@ -139,6 +139,7 @@ function failureCode(err: unknown): ErrorCode {
 export async function stopRecorded(wire: Wire, trace: Trace, d: GatewayDeps, reply: AiReply, s: Stop, outcome?: Outcome): Promise<void> {
   const status = ERRORS[s.code].status
   const o: Outcome = outcome ?? (s.code.startsWith('upstream_') ? 'upstream_error' : status >= 500 ? 'error' : 'rejected')
+  trace.reason = s.reason ?? null
   if (!(await commit(trace, d, o, status, s.code))) return sendError(wire, trace, reply, { code: 'storage_unavailable' })
   sendError(wire, trace, reply, s)
 }

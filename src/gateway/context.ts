@@ -29,6 +29,8 @@ export class Trace {
   key: VerifiedKey | undefined
   actorId: string | null = null
   fingerprint: string | null = null
+  /** The reason code a stop was answered with (a policy's block reason), recorded for replays. */
+  reason: string | null = null
   model: string | null = null
   provider: ProviderName | null = null
   stream = false
@@ -134,6 +136,7 @@ export class Trace {
       passed: this.grade ? (this.grade.passed ? 1 : 0) : null,
       reasoning_score: this.grade?.score ?? null,
       rule_id: this.decision?.ruleId ?? null,
+      reason: this.reason,
       finding_codes: this.findingCodes(),
       classifier: this.facts?.classifier ?? null,
       classify_ms: this.timing('classify'), policy_ms: this.timing('policy'),

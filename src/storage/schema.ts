@@ -74,6 +74,8 @@ export interface DecisionTable {
   passed: number | null
   reasoning_score: number | null
   rule_id: string | null
+  /** The reason code the stop was answered with (a policy rule's validated label), if any. */
+  reason: string | null
   finding_codes: string | null
   classifier: string | null
   classify_ms: number | null

@@ -70,7 +70,7 @@ export const CLASSIFICATION: Readonly<Record<string, Readonly<Record<string, Ent
     model: 'model-name', provider: 'enum', outcome: 'enum', status: 'code', error_code: 'code', stream: 'flag',
     input_tokens: 'count', output_tokens: ['count', 'a token count, not the output'], attachment_count: 'count',
     attachment_types: 'code', prompt_fingerprint: ['hmac', 'HMAC-SHA-256 of the prompt under the org key (D1), not the prompt'],
-    domain: 'enum', intent: 'enum', friction: 'enum', passed: 'flag', reasoning_score: 'metric', rule_id: 'code',
+    domain: 'enum', intent: 'enum', friction: 'enum', passed: 'flag', reasoning_score: 'metric', rule_id: 'code', reason: 'code',
     finding_codes: 'code', classifier: 'enum', classify_ms: 'metric', policy_ms: 'metric', auth_ms: 'metric',
     upstream_ms: 'metric', total_ms: 'metric', created_at: 'timestamp', completed_at: 'timestamp',
   },

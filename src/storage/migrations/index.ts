@@ -10,6 +10,7 @@ import { analytics } from './0007-analytics.ts'
 import { backupSlots } from './0009-backup-slots.ts'
 import { idempotentEffects } from './0010-idempotent-effects.ts'
 import { artifacts } from './0011-artifacts.ts'
+import { decisionReason } from './0012-decision-reason.ts'
 
 /**
  * Frozen migrations, in order. A migration, once released, never changes: a later change is a
@@ -26,6 +27,7 @@ const MIGRATIONS: Record<string, (d: Dialect) => Migration> = {
   '0009-backup-slots': backupSlots,
   '0010-idempotent-effects': idempotentEffects,
   '0011-artifacts': artifacts,
+  '0012-decision-reason': decisionReason,
 }
 
 /** Every migration's name, in order. */
