@@ -343,7 +343,7 @@ export async function buildDeps(config: Config, opts: BuildOptions = {}): Promis
   const alertWebhooks = new AlertWebhooks(db.db, clock, stores.keyring)
   const alerts = new AlertJob(db.db, clock, alertWebhooks, {
     thresholds: { blocks: config.alerts.blocksPer5Min, signin_failures: config.alerts.signinFailuresPer5Min, rate_limited: config.alerts.rateLimitedPer5Min },
-    timeoutMs: config.alerts.webhookTimeoutMs,
+    timeoutMs: config.alerts.webhookTimeoutMs, allowPrivate: config.alerts.webhookPrivate === 'allow',
   }, { sent: (kind, outcome) => metrics.alerts.inc({ kind, outcome }) })
   const jobs = new Jobs([
     { name: 'idempotency_expired', everyMs: 60_000, run: () => idempotency.sweep() },

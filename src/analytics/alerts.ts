@@ -1,9 +1,12 @@
 import { createHmac, randomBytes } from 'node:crypto'
+import { isIP } from 'node:net'
+import { fetch, type Dispatcher } from 'undici'
 import type { Kysely } from 'kysely'
 import type { Clock } from '../core/clock.ts'
 import { seal, unseal } from '../identity/seal.ts'
 import type { OrgKeyring } from '../privacy/org-keys.ts'
 import type { DB } from '../storage/schema.ts'
+import { isPublicAddress, publicOnlyDispatcher } from './outbound.ts'
 
 /**
  * Anomaly alerts (AUDIT-4): spikes of blocked requests, failed sign-ins and rate-limited (429)
@@ -18,6 +21,11 @@ export interface AlertSettings {
   /** Alert when a kind reaches this many events in the window; 0 turns the kind off. */
   readonly thresholds: Readonly<Record<AlertKind, number>>
   readonly timeoutMs: number
+  /**
+   * Whether an https webhook may reach private, loopback and link-local addresses (an operator's
+   * choice for an internal receiver). Off: such a URL's delivery fails without connecting (SSRF).
+   */
+  readonly allowPrivate?: boolean
 }
 
 export interface WebhookConfig {
@@ -129,6 +137,21 @@ export class AlertJob {
     return Number((await q.executeTakeFirst())?.n ?? 0)
   }
 
+  #publicOnly: Dispatcher | undefined
+
+  /**
+   * http webhooks reach only loopback (a receiver on this host, checked when the URL is set);
+   * https ones only public addresses unless the operator allows private ones. An IP literal is
+   * checked here (no lookup happens for it); a name, by the dispatcher's lookup as it connects.
+   */
+  #dispatcherFor(url: string): Dispatcher | undefined {
+    const u = new URL(url)
+    if (u.protocol !== 'https:' || this.settings.allowPrivate) return undefined
+    const host = u.hostname.replace(/^\[|\]$/g, '')
+    if (isIP(host) !== 0 && !isPublicAddress(host)) throw new Error('webhook address refused')
+    return (this.#publicOnly ??= publicOnlyDispatcher())
+  }
+
   async #deliver(orgId: string, kind: AlertKind, count: number, threshold: number, now: number): Promise<boolean> {
     const windowStart = Math.floor(now / WINDOW_MS) * WINDOW_MS
     const claimed = await this.db.insertInto('alert_sent')
@@ -145,7 +168,7 @@ export class AlertJob {
       })
       try {
         const res = await fetch(hook.url, {
-          method: 'POST', redirect: 'manual', signal: AbortSignal.timeout(this.settings.timeoutMs), body,
+          method: 'POST', redirect: 'manual', signal: AbortSignal.timeout(this.settings.timeoutMs), body, dispatcher: this.#dispatcherFor(hook.url),
           headers: { 'content-type': 'application/json', 'user-agent': 'Tollgate-Alerts', 'x-tollgate-signature': signature(hook.secret, Math.floor(now / 1000), body) },
         })
         await res.body?.cancel()

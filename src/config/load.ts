@@ -79,7 +79,7 @@ export interface Config {
   readonly challenge: { readonly ttlS: number; readonly attempts: number; readonly maxHolds: number; readonly llm: boolean }
   readonly audit: { readonly signingKeyFile: string; readonly checkpointEvents: number; readonly checkpointS: number }
   /** AUDIT-4: anomaly alerts to each org's webhook — events per 5 minutes that trigger one (0: off) and the delivery timeout. */
-  readonly alerts: { readonly blocksPer5Min: number; readonly signinFailuresPer5Min: number; readonly rateLimitedPer5Min: number; readonly webhookTimeoutMs: number }
+  readonly alerts: { readonly blocksPer5Min: number; readonly signinFailuresPer5Min: number; readonly rateLimitedPer5Min: number; readonly webhookTimeoutMs: number; readonly webhookPrivate: 'deny' | 'allow' }
   /** BACKUP-1, D12: encrypted backups to a folder or an S3-compatible bucket. */
   readonly backup: {
     /** 64 hex; unset: generated into the data dir in development, no backups in production. */
@@ -253,6 +253,7 @@ export function loadConfig(env: Record<string, string | undefined>, cwd = proces
   const alertSignin = r.int('TOLLGATE_ALERT_SIGNIN_FAILURES_PER_5MIN', 20, 'attempts', "An org's webhook gets an alert when this many sign-ins to it fail within 5 minutes; 0 turns it off.", 0, 1_000_000)
   const alertRateLimited = r.int('TOLLGATE_ALERT_RATE_LIMITED_PER_5MIN', 100, 'requests', "An org's webhook gets an alert when this many of its AI requests are answered 429 within 5 minutes; 0 turns it off.", 0, 1_000_000)
   const alertTimeoutMs = r.int('TOLLGATE_ALERT_WEBHOOK_TIMEOUT_MS', 3000, 'ms', 'Longest wait for an alert webhook to answer; redirects are never followed.', 100, 30_000)
+  const alertPrivate = r.oneOf('TOLLGATE_ALERT_WEBHOOK_PRIVATE', 'deny', ['deny', 'allow'] as const, 'Whether an https alert webhook may reach private, loopback or link-local addresses (deny: it connects only to public addresses — an org admin cannot aim it at this host\'s network).')
 
   // BACKUP-1, D12: the backup key is its own key, never the master key (rotating the master key
   // must not strand old backups: CRYPTO-2), and never inside a backup.
@@ -317,7 +318,7 @@ export function loadConfig(env: Record<string, string | undefined>, cwd = proces
     classify: { workers: classifierWorkers, model: classifierModel, llmMode, anthropicModel: classifierAnthropicModel, geminiModel: classifierGeminiModel, timeoutMs: classifierTimeoutMs },
     challenge: { ttlS: challengeTtlS, attempts: challengeAttempts, maxHolds, llm: challengeLlm === 'on' },
     audit: { signingKeyFile: auditKeyFile, checkpointEvents, checkpointS },
-    alerts: { blocksPer5Min: alertBlocks, signinFailuresPer5Min: alertSignin, rateLimitedPer5Min: alertRateLimited, webhookTimeoutMs: alertTimeoutMs },
+    alerts: { blocksPer5Min: alertBlocks, signinFailuresPer5Min: alertSignin, rateLimitedPer5Min: alertRateLimited, webhookTimeoutMs: alertTimeoutMs, webhookPrivate: alertPrivate },
     backup: {
       key: backupKey, dir: backupDir, retentionDays: backupRetentionDays, cron: backupCron,
       s3: s3Bucket ? { bucket: s3Bucket, prefix: s3Prefix, region: s3Region, endpoint: s3Endpoint, accessKeyId: s3AccessKeyId, secretAccessKey: s3Secret } : undefined,
