@@ -1,13 +1,21 @@
+import type { Span } from './periods.ts'
 import { K, suppress, type Atom, type Cell, type Family, type Nest } from './suppress.ts'
 
 /**
- * One period's published figures, built from per-person contributions and passed through the
- * suppression rules (suppress.ts). Pure. A figure that is not shown is the string "<5" — never a
- * number — and nothing per person leaves this module: only sums over cells.
+ * One month's published figures, built from per-person contributions and passed through the
+ * suppression rules (suppress.ts) as ONE block. Pure. A figure that is not shown is the string
+ * "<5" — never a number — and nothing per person leaves this module: only sums over cells.
  *
- * Every report first decides the period's three totals (all environments, sandbox, production)
- * from the same records by the same rules, then pins them: a total is shown or hidden alike in
- * every report, so no report can be differenced against another's total.
+ * A block is a three-way table: time (the month, its weeks, its days: periods.ts monthSpans) ×
+ * environment (all, sandbox, production) × value (a report's total and its parts), with every
+ * margin. Each cell sums the records of its (day, environment, value) atoms. The floor, the
+ * differencing guard, complementary suppression and the exact audit run over the whole block, so
+ * a day series, a week series and a month figure of the same month, read together, single out
+ * no one; months share no record, so blocks are independent. Decisions depend on the month's
+ * records only, so a cell reads the same in every response, whatever window it was asked in.
+ *
+ * Every report first decides the block's totals (per period and scope) from the same records by
+ * the same rules, then pins them: a total is shown or hidden alike in every report.
  */
 export const SCOPES = ['all', 'sandbox', 'production'] as const
 export type Scope = (typeof SCOPES)[number]
@@ -16,8 +24,10 @@ const ENVS = ['sandbox', 'production'] as const
 export const HIDDEN = '<5'
 export type Figure = number | typeof HIDDEN
 
-/** What one person (or no person: `actor` null) contributed to one (environment, value) in a period. */
+/** What one person (or no person: `actor` null) contributed to one (day, environment, value). */
 export interface Contribution {
+  /** The day in the block: 0 for the month's 1st. */
+  readonly day: number
   readonly environment: string
   /** The breakdown value (an outcome, a domain…); `none` when the record has none. */
   readonly value: string
@@ -33,39 +43,90 @@ interface AtomSum {
   scoreSum: number
 }
 
-function atoms(rows: readonly Contribution[], key: (r: Contribution) => string): Map<string, AtomSum> {
-  const out = new Map<string, AtomSum>()
+/** One axis of a block: its nodes (each covers some leaves), families and nests. */
+interface Axis {
+  readonly nodes: ReadonlyArray<{ readonly id: string; readonly leaves: readonly string[] }>
+  readonly families: ReadonlyArray<{ readonly total: string; readonly parts: readonly string[] }>
+  readonly nests: ReadonlyArray<readonly [inner: string, outer: string]>
+}
+
+const ENV_AXIS: Axis = {
+  nodes: SCOPES.map((s) => ({ id: s, leaves: s === 'all' ? ENVS : [s] })),
+  families: [{ total: 'all', parts: ENVS }],
+  nests: ENVS.map((e) => [e, 'all'] as const),
+}
+
+/** Time: each span covers its days; a span is the sum of its children and nested in its ancestors. */
+function timeAxis(spans: readonly Span[]): Axis {
+  const parent = new Map(spans.map((s) => [s.id, s.parent]))
+  const nests: Array<readonly [string, string]> = []
+  for (const s of spans) for (let a = s.parent; a !== undefined; a = parent.get(a)) nests.push([s.id, a])
+  return {
+    nodes: spans.map((s) => ({ id: s.id, leaves: s.days.map(String) })),
+    families: spans.map((s) => ({ total: s.id, parts: spans.filter((c) => c.parent === s.id).map((c) => c.id) })).filter((f) => f.parts.length > 0),
+    nests,
+  }
+}
+
+const SEP = '\u0000'
+const cellId = (t: string, e: string, v: string) => `${t}|${e}|${v}`
+/** The totals' node on every report's value axis: pinned to the same id. */
+const TOTAL = 't'
+
+interface Block {
+  readonly m: Map<string, AtomSum>
+  readonly cells: Map<string, readonly string[]>
+  readonly shown: Set<string>
+}
+
+/** Builds the block's cells as the product of the three axes and suppresses it as a whole. */
+function block(rows: readonly Contribution[], spans: readonly Span[], values: Axis, value: (r: Contribution) => string, pinned: ReadonlyMap<string, boolean> | undefined, k: number): Block {
+  const m = new Map<string, AtomSum>()
   for (const r of rows) {
     if (!(ENVS as readonly string[]).includes(r.environment)) continue
-    const k = key(r)
-    const a = out.get(k) ?? { people: new Set<string>(), requests: 0, scoreSum: 0 }
+    const id = [r.day, r.environment, value(r)].join(SEP)
+    const a = m.get(id) ?? { people: new Set<string>(), requests: 0, scoreSum: 0 }
     if (r.actor !== null) a.people.add(r.actor)
     a.requests += r.requests
     a.scoreSum += r.scoreSum ?? 0
-    out.set(k, a)
+    m.set(id, a)
   }
-  return out
+  const axes = [timeAxis(spans), ENV_AXIS, values] as const
+  const cells = new Map<string, readonly string[]>()
+  for (const t of axes[0].nodes) for (const e of axes[1].nodes) for (const v of axes[2].nodes) {
+    const atoms: string[] = []
+    for (const d of t.leaves) for (const en of e.leaves) for (const x of v.leaves) if (m.has([d, en, x].join(SEP))) atoms.push([d, en, x].join(SEP))
+    cells.set(cellId(t.id, e.id, v.id), atoms)
+  }
+  // A family or nest of one axis holds at every node of the other two.
+  const at = (axis: number, id: string, o: readonly [string, string]) => (axis === 0 ? cellId(id, o[0], o[1]) : axis === 1 ? cellId(o[0], id, o[1]) : cellId(o[0], o[1], id))
+  const families: Family[] = []
+  const nests: Nest[] = []
+  axes.forEach((axis, i) => {
+    const [a, b] = axes.filter((_, j) => j !== i)
+    for (const x of a!.nodes) for (const y of b!.nodes) {
+      const o = [x.id, y.id] as const
+      for (const f of axis.families) families.push({ total: at(i, f.total, o), parts: f.parts.map((p) => at(i, p, o)) })
+      for (const [inner, outer] of axis.nests) nests.push({ inner: at(i, inner, o), outer: at(i, outer, o) })
+    }
+  })
+  const atoms: Atom[] = [...m].map(([id, a]) => ({ id, people: a.people }))
+  const plan: Cell[] = [...cells].map(([id, a]) => ({ id, atoms: a }))
+  return { m, cells, shown: suppress({ atoms, cells: plan, families, nests, ...(pinned ? { pinned } : {}) }, k) }
 }
 
-const envsOf = (scope: Scope): readonly string[] => (scope === 'all' ? ENVS : [scope])
-const atomList = (m: Map<string, AtomSum>): Atom[] => [...m].map(([id, a]) => ({ id, people: a.people }))
-const sum = (m: Map<string, AtomSum>, ids: readonly string[], f: (a: AtomSum) => number) => ids.reduce((s, id) => s + (m.has(id) ? f(m.get(id)!) : 0), 0)
-const people = (m: Map<string, AtomSum>, ids: readonly string[]) => new Set(ids.flatMap((id) => [...(m.get(id)?.people ?? [])])).size
+const sum = (b: Block, id: string, f: (a: AtomSum) => number) => b.cells.get(id)!.reduce((s, a) => s + f(b.m.get(a)!), 0)
+const peopleIn = (b: Block, id: string) => new Set(b.cells.get(id)!.flatMap((a) => [...b.m.get(a)!.people])).size
+/** Per span, one entry per scope. */
+const perSpan = <T>(spans: readonly Span[], f: (span: string, scope: Scope) => T): Map<string, T[]> => new Map(spans.map((s) => [s.id, SCOPES.map((sc) => f(s.id, sc))]))
 
-/** The totals' plan: one atom per environment; the org total is the family of the two. */
-function totalsPlan(rows: readonly Contribution[]) {
-  const m = atoms(rows, (r) => r.environment)
-  const cells: Cell[] = SCOPES.map((s) => ({ id: `t:${s}`, atoms: envsOf(s) }))
-  const families: Family[] = [{ total: 't:all', parts: ['t:sandbox', 't:production'] }]
-  const nests: Nest[] = [{ inner: 't:sandbox', outer: 't:all' }, { inner: 't:production', outer: 't:all' }]
-  return { m, plan: { atoms: atomList(m), cells, families, nests } }
-}
+const TOTALS_AXIS: Axis = { nodes: [{ id: TOTAL, leaves: ['*'] }], families: [], nests: [] }
+const totalsBlock = (rows: readonly Contribution[], spans: readonly Span[], k: number) => block(rows, spans, TOTALS_AXIS, () => '*', undefined, k)
 
-/** Which of the period's three totals are shown (the same answer in every report). */
-export function totalsShown(rows: readonly Contribution[], k = K): ReadonlyMap<string, boolean> {
-  const { plan } = totalsPlan(rows)
-  const shown = suppress(plan, k)
-  return new Map(SCOPES.map((s) => [`t:${s}`, shown.has(`t:${s}`)]))
+/** Which of the block's totals (every span and scope) are shown: the same answer in every report. */
+export function totalsShown(rows: readonly Contribution[], spans: readonly Span[], k = K): ReadonlyMap<string, boolean> {
+  const b = totalsBlock(rows, spans, k)
+  return new Map([...b.cells.keys()].map((id) => [id, b.shown.has(id)]))
 }
 
 export interface TotalsFigures {
@@ -74,14 +135,13 @@ export interface TotalsFigures {
   readonly people: Figure
 }
 
-/** Requests and distinct people per scope. */
-export function overTime(rows: readonly Contribution[], k = K): TotalsFigures[] {
-  const { m } = totalsPlan(rows)
-  const shown = totalsShown(rows, k)
-  return SCOPES.map((s) => {
-    const ids = envsOf(s)
-    const show = shown.get(`t:${s}`)!
-    return { environment: s, requests: show ? sum(m, ids, (a) => a.requests) : HIDDEN, people: show ? people(m, ids) : HIDDEN }
+/** Requests and distinct people per span and scope. */
+export function overTime(rows: readonly Contribution[], spans: readonly Span[], k = K): Map<string, TotalsFigures[]> {
+  const b = totalsBlock(rows, spans, k)
+  return perSpan(spans, (t, s) => {
+    const id = cellId(t, s, TOTAL)
+    const show = b.shown.has(id)
+    return { environment: s, requests: show ? sum(b, id, (a) => a.requests) : HIDDEN, people: show ? peopleIn(b, id) : HIDDEN }
   })
 }
 
@@ -91,35 +151,16 @@ export interface BreakdownFigures {
   readonly cells: Array<{ readonly value: string; readonly requests: Figure }>
 }
 
-/**
- * Requests per value of one dimension, per scope, with the scope's total: a two-way table
- * (environment × value) with both margins, suppressed as a whole.
- */
-export function breakdown(rows: readonly Contribution[], values: readonly string[], k = K): BreakdownFigures[] {
-  const m = atoms(rows, (r) => `${r.environment}\u0000${r.value}`)
-  const at = (scope: Scope, v: string) => envsOf(scope).map((e) => `${e}\u0000${v}`)
-  const cells: Cell[] = []
-  const families: Family[] = []
-  const nests: Nest[] = []
-  for (const s of SCOPES) {
-    cells.push({ id: `t:${s}`, atoms: values.flatMap((v) => at(s, v)) })
-    for (const v of values) {
-      cells.push({ id: `c:${s}:${v}`, atoms: at(s, v) })
-      nests.push({ inner: `c:${s}:${v}`, outer: `t:${s}` })
-    }
-    families.push({ total: `t:${s}`, parts: values.map((v) => `c:${s}:${v}`) })
+/** Requests per value of one dimension, per span and scope, with the scope's total. */
+export function breakdown(rows: readonly Contribution[], values: readonly string[], spans: readonly Span[], k = K): Map<string, BreakdownFigures[]> {
+  const axis: Axis = {
+    nodes: [{ id: TOTAL, leaves: values }, ...values.map((v) => ({ id: `c:${v}`, leaves: [v] }))],
+    families: [{ total: TOTAL, parts: values.map((v) => `c:${v}`) }],
+    nests: values.map((v) => [`c:${v}`, TOTAL] as const),
   }
-  for (const v of values) {
-    families.push({ total: `c:all:${v}`, parts: ENVS.map((e) => `c:${e}:${v}`) })
-    for (const e of ENVS) nests.push({ inner: `c:${e}:${v}`, outer: `c:all:${v}` })
-  }
-  const shown = suppress({ atoms: atomList(m), cells, families, nests, pinned: totalsShown(rows, k) }, k)
-  const fig = (id: string, ids: readonly string[]): Figure => (shown.has(id) ? sum(m, ids, (a) => a.requests) : HIDDEN)
-  return SCOPES.map((s) => ({
-    environment: s,
-    total: fig(`t:${s}`, values.flatMap((v) => at(s, v))),
-    cells: values.map((v) => ({ value: v, requests: fig(`c:${s}:${v}`, at(s, v)) })),
-  }))
+  const b = block(rows, spans, axis, (r) => r.value, totalsShown(rows, spans, k), k)
+  const fig = (id: string): Figure => (b.shown.has(id) ? sum(b, id, (a) => a.requests) : HIDDEN)
+  return perSpan(spans, (t, s) => ({ environment: s, total: fig(cellId(t, s, TOTAL)), cells: values.map((v) => ({ value: v, requests: fig(cellId(t, s, `c:${v}`)) })) }))
 }
 
 export interface ChallengeFigures {
@@ -131,40 +172,30 @@ export interface ChallengeFigures {
   readonly mean_reasoning_score: Figure
 }
 
+const CHALLENGE_AXIS: Axis = {
+  nodes: [{ id: TOTAL, leaves: ['passed', 'failed', 'none'] }, { id: 'g', leaves: ['passed', 'failed'] }, { id: 'p', leaves: ['passed'] }, { id: 'f', leaves: ['failed'] }],
+  families: [{ total: 'g', parts: ['p', 'f'] }],
+  nests: [['g', TOTAL], ['p', 'g'], ['f', 'g']],
+}
+
 /**
- * Challenge outcomes per scope. Rows carry `value` passed / failed / none (not challenged): the
- * graded records are a sub-population, floored on their own people, with the scope totals
- * pinned as in every report (so "requests − challenged" is audited too).
+ * Challenge outcomes per span and scope. Rows carry `value` passed / failed / none (not
+ * challenged): the graded records are a sub-population, floored on their own people, with the
+ * totals pinned as in every report (so "requests − challenged" is audited too).
  */
-export function challenges(rows: readonly Contribution[], k = K): ChallengeFigures[] {
-  const m = atoms(rows, (r) => `${r.environment}\u0000${r.value}`)
-  const at = (scope: Scope, statuses: readonly string[]) => envsOf(scope).flatMap((e) => statuses.map((st) => `${e}\u0000${st}`))
-  const cells: Cell[] = []
-  const families: Family[] = []
-  const nests: Nest[] = []
-  for (const s of SCOPES) {
-    cells.push({ id: `t:${s}`, atoms: at(s, ['passed', 'failed', 'none']) })
-    cells.push({ id: `g:${s}`, atoms: at(s, ['passed', 'failed']) }, { id: `p:${s}`, atoms: at(s, ['passed']) }, { id: `f:${s}`, atoms: at(s, ['failed']) })
-    families.push({ total: `g:${s}`, parts: [`p:${s}`, `f:${s}`] })
-    nests.push({ inner: `g:${s}`, outer: `t:${s}` }, { inner: `p:${s}`, outer: `g:${s}` }, { inner: `f:${s}`, outer: `g:${s}` })
-  }
-  for (const x of ['g', 'p', 'f']) {
-    families.push({ total: `${x}:all`, parts: ENVS.map((e) => `${x}:${e}`) })
-    for (const e of ENVS) nests.push({ inner: `${x}:${e}`, outer: `${x}:all` })
-  }
-  const shown = suppress({ atoms: atomList(m), cells, families, nests, pinned: totalsShown(rows, k) }, k)
-  return SCOPES.map((s) => {
-    const g = at(s, ['passed', 'failed'])
-    const n = sum(m, g, (a) => a.requests)
-    const passed = sum(m, at(s, ['passed']), (a) => a.requests)
-    const show = (x: string) => shown.has(`${x}:${s}`)
+export function challenges(rows: readonly Contribution[], spans: readonly Span[], k = K): Map<string, ChallengeFigures[]> {
+  const b = block(rows, spans, CHALLENGE_AXIS, (r) => r.value, totalsShown(rows, spans, k), k)
+  return perSpan(spans, (t, s) => {
+    const show = (x: string) => b.shown.has(cellId(t, s, x))
+    const n = sum(b, cellId(t, s, 'g'), (a) => a.requests)
+    const passed = sum(b, cellId(t, s, 'p'), (a) => a.requests)
     return {
       environment: s,
       challenged: show('g') ? n : HIDDEN,
       passed: show('p') ? passed : HIDDEN,
       failed: show('f') ? n - passed : HIDDEN,
       pass_rate: show('g') && show('p') && n > 0 ? round(passed / n) : HIDDEN,
-      mean_reasoning_score: show('g') && n > 0 ? round(sum(m, g, (a) => a.scoreSum) / n) : HIDDEN,
+      mean_reasoning_score: show('g') && n > 0 ? round(sum(b, cellId(t, s, 'g'), (a) => a.scoreSum) / n) : HIDDEN,
     }
   })
 }

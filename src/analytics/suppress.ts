@@ -17,10 +17,10 @@
  *    smallest shown part is suppressed too; when the total is suppressed and every part is shown,
  *    the smallest part is suppressed (else the total is their sum).
  * 4. Audit: no vector in the span of the shown rows may be supported only on atoms with fewer
- *    than k people (after merging atoms no shown cell tells apart). While one is, the shown cell
- *    whose suppression removes most of that (then: fewest people, then id) is suppressed. This is
- *    exact linear algebra, so 2-D tables (domain × environment with both margins) are covered
- *    where rule 3 alone is known to fail.
+ *    than k people (after merging atoms no shown cell tells apart). While one is, the smallest
+ *    (fewest people, then id) shown cell taking part in such a combination is suppressed. This is
+ *    exact linear algebra, so multi-way tables (time × environment × value, every margin) are
+ *    covered where rule 3 alone is known to fail.
  *
  * `pinned` cells keep a visibility decided earlier (the totals a breakdown shares with the
  * over-time report), so every response that shows a total agrees on it.
@@ -61,7 +61,6 @@ export interface Plan {
 export function suppress(plan: Plan, k = K): Set<string> {
   const atomPeople = new Map(plan.atoms.map((a) => [a.id, a.people]))
   const people = new Map(plan.cells.map((c) => [c.id, union(c.atoms.map((a) => atomPeople.get(a)))]))
-  const cellAtoms = new Map(plan.cells.map((c) => [c.id, new Set(c.atoms)]))
   const pinned = plan.pinned ?? new Map<string, boolean>()
   const shown = new Set<string>()
   for (const c of plan.cells) if (pinned.get(c.id) ?? people.get(c.id)!.size >= k) shown.add(c.id)
@@ -74,63 +73,64 @@ export function suppress(plan: Plan, k = K): Set<string> {
     shown.delete(id)
     return true
   }
+  // Rule 2 depends on the records only: the nests that may not both be shown, found once.
+  const small = (n: number) => n >= 1 && n < k
+  const cellAtoms = new Map(plan.cells.map((c) => [c.id, c.atoms]))
+  const clashes = (plan.nests ?? []).filter((n) => {
+    const inner = new Set(cellAtoms.get(n.inner)!)
+    const outside = union(cellAtoms.get(n.outer)!.filter((a) => !inner.has(a)).map((a) => atomPeople.get(a))).size
+    return small(size(n.outer) - size(n.inner)) || small(outside)
+  })
 
   for (;;) {
     let changed = false
-    for (const n of plan.nests ?? []) {
+    for (const n of clashes) {
       if (!shown.has(n.inner) || !shown.has(n.outer)) continue
-      const inner = cellAtoms.get(n.inner)!
-      const outside = union([...cellAtoms.get(n.outer)!].filter((a) => !inner.has(a)).map((a) => atomPeople.get(a))).size
-      const apart = size(n.outer) - size(n.inner)
-      if ((apart >= 1 && apart < k) || (outside >= 1 && outside < k)) {
-        const done = hide(n.inner) || hide(n.outer)
-        if (!done) throw new Error('suppress: two pinned cells break the differencing guard')
-        changed = true
-      }
+      const done = hide(n.inner) || hide(n.outer)
+      if (!done) throw new Error('suppress: two pinned cells break the differencing guard')
+      changed = true
     }
     for (const f of plan.families ?? []) {
       const open = f.parts.filter((p) => shown.has(p) && !pinned.has(p)).sort(bySize)
       const hidden = f.parts.filter((p) => !shown.has(p))
       if (open.length === 0) continue
-      const hiddenPeople = union(hidden.map((p) => people.get(p))).size
       // (Hidden parts of no person — empty cells — reveal no one: rule 4 still audits records of no person.)
-      const needs = shown.has(f.total) ? hiddenPeople > 0 && hiddenPeople < k : hidden.length === 0
+      const needs = shown.has(f.total) ? small(fewPeople(hidden.map((p) => people.get(p)!), k)) : hidden.length === 0
       if (needs) changed = hide(open[0]!) || changed
     }
     if (changed) continue
 
-    const excess = derivableSmall(plan, shown, k)
-    if (excess === 0) return shown
-    const candidates = [...shown].filter((id) => !pinned.has(id)).sort(bySize)
-    if (candidates.length === 0) throw new Error('suppress: the pinned cells alone reveal a small group')
-    let pick = candidates[0]!
-    let best = excess
-    for (const c of candidates) {
-      shown.delete(c)
-      const e = derivableSmall(plan, shown, k)
-      shown.add(c)
-      if (e < best) {
-        best = e
-        pick = c
-        if (e === 0) break
-      }
+    const witnesses = audit(plan, shown, k)
+    if (witnesses.length === 0) return shown
+    // One cell per combination found (the smallest taking part), unless one is already going.
+    const picks = new Set<string>()
+    for (const w of witnesses) {
+      const candidates = w.filter((id) => !pinned.has(id)).sort(bySize)
+      if (candidates.length === 0) throw new Error('suppress: the pinned cells alone reveal a small group')
+      if (!candidates.some((id) => picks.has(id))) picks.add(candidates[0]!)
     }
-    hide(pick)
+    for (const id of picks) hide(id)
   }
 }
 
 /**
- * How many independent combinations of the shown cells isolate records of fewer than k people:
- * rank(shown rows) − rank(shown rows restricted to atoms of ≥ k people), after merging atoms
- * that every shown cell treats alike. 0 means nothing about a small group can be derived.
+ * The exact audit (rule 4). Returns the combinations of the shown cells (each as the cells taking
+ * part) that add up records of fewer than k people only, a basis of them: none when nothing
+ * about a small group can be derived.
+ *
+ * Atoms that every shown cell treats alike are merged; an atom without records (not in
+ * plan.atoms) is 0 and known to be, so it reveals no one. A combination isolates a small group
+ * iff it vanishes on every merged atom of ≥ k people: Gaussian elimination with those columns
+ * first leaves such combinations as the rows that are zero there and not on the small columns.
+ * A shown total whose parts are all shown adds nothing to what can be derived (it is their sum,
+ * and parts are finer than totals, so dropping all such totals at once keeps the span).
  */
-export function derivableSmall(plan: Plan, shown: ReadonlySet<string>, k = K): number {
-  const rows = plan.cells.filter((c) => shown.has(c.id))
-  if (rows.length === 0) return 0
+export function audit(plan: Plan, shown: ReadonlySet<string>, k = K): string[][] {
+  const redundant = new Set((plan.families ?? []).filter((f) => shown.has(f.total) && f.parts.every((p) => shown.has(p))).map((f) => f.total))
+  const rows = plan.cells.filter((c) => shown.has(c.id) && !redundant.has(c.id))
+  if (rows.length === 0) return []
   const atomPeople = new Map(plan.atoms.map((a) => [a.id, a.people]))
-  // Column signature of each atom: which shown rows contain it.
   const signature = new Map<string, number[]>()
-  // An atom without records (not in plan.atoms) is 0 and known to be: it reveals no one.
   rows.forEach((c, i) => {
     for (const a of c.atoms) {
       if (!atomPeople.has(a)) continue
@@ -139,17 +139,75 @@ export function derivableSmall(plan: Plan, shown: ReadonlySet<string>, k = K): n
       signature.set(a, s)
     }
   })
-  const merged = new Map<string, { rows: number[]; people: Set<string> }>()
+  const merged = new Map<string, { rows: number[]; people: Set<string>; atom: string }>()
   for (const [a, s] of signature) {
     const key = s.join(',')
-    const m = merged.get(key) ?? { rows: s, people: new Set<string>() }
-    for (const p of atomPeople.get(a) ?? []) m.people.add(p)
+    const m = merged.get(key) ?? { rows: s, people: new Set<string>(), atom: a }
+    for (const p of atomPeople.get(a)!) m.people.add(p)
     merged.set(key, m)
   }
-  const columns = [...merged.values()]
-  const matrix = (cols: typeof columns) => rows.map((_, i) => cols.map((c) => (c.rows.includes(i) ? 1 : 0)))
-  const large = columns.filter((c) => c.people.size >= k)
-  return rank(matrix(columns)) - rank(matrix(large))
+  const large = [...merged.values()].filter((c) => c.people.size >= k)
+  const smallCols = [...merged.values()].filter((c) => c.people.size < k)
+  if (smallCols.length === 0) return []
+  const columns = [...large, ...smallCols]
+  const build = (track: boolean) => {
+    const width = columns.length + (track ? rows.length : 0)
+    const m = rows.map((_, i) => {
+      const r = new Float64Array(width)
+      if (track) r[columns.length + i] = 1
+      return r
+    })
+    columns.forEach((c, j) => { for (const i of c.rows) m[i]![j] = 1 })
+    return m
+  }
+  const smallRows = (m: Float64Array[], from: number) => m.map((_, i) => i).filter((i) => i >= from && m[i]!.some((x, j) => j >= large.length && j < columns.length && Math.abs(x) > 1e-9))
+  const plain = build(false)
+  if (smallRows(plain, eliminate(plain, large.length)).length === 0) return []
+  // Pinned cells were audited in a coarser block (the totals'), where each of their combinations
+  // involves a group of ≥ k people; splitting atoms finer can make such a combination look
+  // small here without making it so. The witness is a combination outside their span.
+  const pinned = plan.cells.filter((c) => shown.has(c.id) && plan.pinned?.has(c.id)).map((c) => new Set(c.atoms))
+  // (A shown cell holds all of a merged atom or none of it: one atom stands for it.)
+  const inPinnedSpan = spanOf(pinned.map((atoms) => Float64Array.from(columns, (col) => (atoms.has(col.atom) ? 1 : 0))))
+  const m = build(true)
+  return smallRows(m, eliminate(m, large.length))
+    .filter((i) => !inPinnedSpan(m[i]!.subarray(0, columns.length)))
+    .map((i) => rows.filter((_, r) => Math.abs(m[i]![columns.length + r]!) > 1e-9).map((c) => c.id))
+}
+
+/** A test of whether a vector lies in the span of `rows` (reduced once to echelon form). */
+function spanOf(rows: Float64Array[]): (v: Float64Array) => boolean {
+  const width = rows[0]?.length ?? 0
+  const basis = rows.slice(0, eliminate(rows, width))
+  const lead = basis.map((b) => b.findIndex((x) => Math.abs(x) > 1e-9))
+  return (v) => {
+    const x = Float64Array.from(v)
+    basis.forEach((b, i) => {
+      const f = x[lead[i]!]! / b[lead[i]!]!
+      if (f !== 0) for (let j = lead[i]!; j < width; j++) x[j]! -= f * b[j]!
+    })
+    return x.every((y) => Math.abs(y) < 1e-9)
+  }
+}
+
+/** Row-reduces `m` in place over its first `large` columns; returns how many pivot rows lead it. */
+function eliminate(m: Float64Array[], large: number): number {
+  let r = 0
+  for (let c = 0; c < large && r < m.length; c++) {
+    let p = r
+    for (let i = r + 1; i < m.length; i++) if (Math.abs(m[i]![c]!) > Math.abs(m[p]![c]!)) p = i
+    if (Math.abs(m[p]![c]!) < 1e-9) continue
+    ;[m[r], m[p]] = [m[p]!, m[r]!]
+    const pivot = m[r]!
+    for (let i = r + 1; i < m.length; i++) {
+      const row = m[i]!
+      const f = row[c]! / pivot[c]!
+      if (f === 0) continue
+      for (let j = c; j < row.length; j++) row[j]! -= f * pivot[j]!
+    }
+    r++
+  }
+  return r
 }
 
 /** Rank by Gaussian elimination with partial pivoting (small 0/1 matrices: exact in practice). */
@@ -173,6 +231,13 @@ export function rank(m: number[][]): number {
     r++
   }
   return r
+}
+
+/** The people of the union of `sets`, counted up to `k` (enough to tell small from not). */
+function fewPeople(sets: ReadonlyArray<ReadonlySet<string>>, k: number): number {
+  const out = new Set<string>()
+  for (const s of sets) for (const p of s) if (out.add(p).size >= k) return k
+  return out.size
 }
 
 function union(sets: ReadonlyArray<ReadonlySet<string> | undefined>): Set<string> {

@@ -3,6 +3,8 @@ import { test, type TestContext } from 'node:test'
 import { ManualClock } from '../fakes/clock.ts'
 import { orgWithKeys, startApp, type TestApp } from '../helpers/app.ts'
 import { call, person } from '../api/world.ts'
+import { breakdown, type Contribution } from '../../src/analytics/cube.ts'
+import { assertSafe, breakdownRows, type PublishedPeriod } from './attacker.ts'
 import { people, seedDecisions, type Spec } from './seed.ts'
 
 /**
@@ -11,9 +13,11 @@ import { people, seedDecisions, type Spec } from './seed.ts'
  */
 
 const DAY = 86_400_000
-// Wednesday 26 March 2025, 12:00 UTC: its ISO week starts Monday the 24th.
+// Wednesday 26 March 2025, 12:00 UTC: its week of the month is 22–28 March.
 const NOW = Date.UTC(2025, 2, 26, 12)
 const WEEK0 = Date.UTC(2025, 2, 24)
+/** The start of the week of the month `n` weeks back from this one (all in March). */
+const weekStart = (n: number) => Date.UTC(2025, 2, 22 - 7 * n)
 const at = (weekStart: number, hour = 10) => weekStart + hour * 3_600_000
 
 async function world(t: TestContext, postgres: boolean) {
@@ -63,12 +67,19 @@ for (const postgres of [false, true]) {
     const req = await get(analyst, 'requests?granularity=week&periods=4')
     assert.equal(req.status, 200, req.text)
     const byScope = (p: any) => Object.fromEntries(p.scopes.map((s: any) => [s.environment, [s.requests, s.people]]))
-    assert.deepEqual(req.json.periods.map((p: any) => p.start), [3, 2, 1, 0].map((n) => new Date(week(n)).toISOString()))
-    assert.deepEqual(byScope(req.json.periods[0]), { all: [5, 5], sandbox: ['<5', '<5'], production: [5, 5] }, 'five people: shown')
+    assert.deepEqual(req.json.periods.map((p: any) => p.start), [3, 2, 1, 0].map((n) => new Date(weekStart(n)).toISOString()))
+    // The month is one block with its weeks (and days): all environments had 24 people in March.
+    // Week 1–7 has 5 people but goes with week 8–14 (4 people, floored): else the month minus the
+    // other weeks would give the 4 (complementary suppression along time).
+    assert.deepEqual(byScope(req.json.periods[0]), { all: ['<5', '<5'], sandbox: ['<5', '<5'], production: ['<5', '<5'] }, 'five people, hidden with the next week')
     assert.deepEqual(byScope(req.json.periods[1]), { all: ['<5', '<5'], sandbox: ['<5', '<5'], production: ['<5', '<5'] }, 'four people: "<5" everywhere, never a number')
     // Differencing guard: production (12 people) inside all environments (15) differ by 3: the inner one goes.
     assert.deepEqual(byScope(req.json.periods[2]), { all: [15, 15], sandbox: ['<5', '<5'], production: ['<5', '<5'] })
-    assert.deepEqual(byScope(req.json.periods[3]), { all: [26, 21], sandbox: ['<5', '<5'], production: [26, 21] })
+    // Differencing guard along time: this week's 21 people inside the month's 24 differ by 3, so
+    // the week's `all` goes; its production figure stays (the month's production is hidden).
+    assert.deepEqual(byScope(req.json.periods[3]), { all: ['<5', '<5'], sandbox: ['<5', '<5'], production: [26, 21] })
+    const month = await get(analyst, 'requests?granularity=month&periods=1')
+    assert.deepEqual(byScope(month.json.periods[0]), { all: [50, 24], sandbox: ['<5', '<5'], production: ['<5', '<5'] })
 
     // By domain this week: medical (4 people) is floored; legal (5, the next smallest) is suppressed
     // with it, or total − coding would give medical; no legal figure survives elsewhere either.
@@ -76,17 +87,16 @@ for (const postgres of [false, true]) {
     assert.equal(dom.status, 200, dom.text)
     const cells = (scope: string) => Object.fromEntries(dom.json.periods[0].scopes.find((s: any) => s.environment === scope).cells.map((c: any) => [c.value, c.requests]))
     const totals = Object.fromEntries(dom.json.periods[0].scopes.map((s: any) => [s.environment, s.total]))
-    assert.deepEqual(totals, { all: 26, sandbox: '<5', production: 26 }, 'totals agree with the over-time report')
-    for (const scope of ['all', 'production']) {
-      assert.equal(cells(scope)['coding'], 12)
-      assert.equal(cells(scope)['medical'], '<5')
-      assert.equal(cells(scope)['legal'], '<5', `${scope}: complementary suppression`)
-      for (const [v, n] of Object.entries(cells(scope))) if (v !== 'coding') assert.equal(n, '<5', `${scope}/${v}`)
-    }
+    assert.deepEqual(totals, { all: '<5', sandbox: '<5', production: 26 }, 'totals agree with the over-time report')
+    assert.equal(cells('production')['coding'], 12)
+    assert.equal(cells('production')['medical'], '<5')
+    assert.equal(cells('production')['legal'], '<5', 'complementary suppression')
+    // All environments: this week's 12 coders inside March's 15 (3 in sandbox, week 15–21) differ by 3.
+    assert.equal(cells('all')['coding'], '<5')
     assert.ok(Object.values(cells('sandbox')).every((n) => n === '<5'))
-    // Nothing hidden can be derived: no shown figure other than the totals and coding.
+    // Nothing hidden can be derived: no shown figure other than the production total and coding.
     const shown = dom.json.periods[0].scopes.flatMap((s: any) => s.cells.filter((c: any) => c.requests !== '<5').map((c: any) => `${s.environment}/${c.value}`))
-    assert.deepEqual(shown.sort(), ['all/coding', 'production/coding'])
+    assert.deepEqual(shown.sort(), ['production/coding'])
 
     // ADMIN and ANALYST get the same aggregate-only shape (and OWNER); MEMBER gets 403.
     for (const path of ['requests?granularity=week&periods=4', 'decisions?by=domain&granularity=week&periods=1', 'decisions?by=outcome', 'decisions?by=intent&granularity=month&periods=2', 'decisions?by=rule&granularity=day&periods=31', 'challenges?granularity=month']) {
@@ -109,6 +119,69 @@ for (const postgres of [false, true]) {
     assert.ok(seeded.ids.length > 100)
     assert.deepEqual(leaks(texts, seeded.ids), [], 'a response carries a per-person id')
     assert.deepEqual(leaks([...texts, JSON.stringify({ planted: seeded.ids[3] })], seeded.ids), [seeded.ids[3]], 'positive control: the scan finds a planted id')
+  })
+
+  test(`RBAC-3: the day, week and month series of a month read together single out no one — a hidden day cannot be had from a shown week or month minus shown days; a cell reads the same in every window (${db})`, async (t) => {
+    const w = await world(t, postgres)
+    if (!w) return
+    const { tg, orgId } = w
+    const MARCH = Date.UTC(2025, 2, 1)
+    const on = (day: number, hour = 10) => MARCH + (day - 1) * DAY + hour * 3_600_000
+    const specs: Spec[] = []
+    // Week 1–7: days 3 and 4 have six coders each, day 5 one person alone — per-period decisions
+    // showed the week and days 3 and 4, so the week minus them gave day 5.
+    for (const p of people('a', 6)) specs.push({ person: p, environment: 'production', at: on(3) })
+    for (const p of people('b', 6)) specs.push({ person: p, environment: 'production', at: on(4) })
+    specs.push({ person: 'x0', environment: 'production', at: on(5) }, { person: 'x0', environment: 'production', at: on(5, 11), domain: 'legal' })
+    // Week 8–14: seven people on days 10–12, two of them on legal on day 11.
+    for (const d of [10, 11, 12]) for (const p of people('c', 7)) specs.push({ person: p, environment: 'production', at: on(d), domain: d === 11 && ['c0', 'c1'].includes(p) ? 'legal' : 'coding' })
+    // Week 15–21: eight in sandbox on day 17, three of them in production too; week 22–28: ten, five on medical.
+    for (const p of people('d', 8)) specs.push({ person: p, environment: 'sandbox', at: on(17) })
+    for (const p of people('d', 3)) specs.push({ person: p, environment: 'production', at: on(17, 12), domain: 'legal' })
+    for (const p of people('e', 10)) specs.push({ person: p, environment: 'production', at: on(24), domain: p < 'e5' ? 'medical' : 'coding' })
+    await seedDecisions(tg, orgId, w.keys, specs)
+    const analyst = await person(tg, orgId, 'ANALYST')
+    const get = async (path: string) => {
+      const r = await call(tg, analyst, 'GET', `/api/orgs/${orgId}/analytics/${path}`)
+      assert.equal(r.status, 200, r.text)
+      return r.json
+    }
+    // What the attacker knows: who is behind each (day of March, environment, domain).
+    const know = new Map<string, Set<string>>()
+    for (const s of specs) {
+      const a = `${Math.floor((s.at - MARCH) / DAY)}|${s.environment}|${s.domain ?? 'coding'}`
+      know.set(a, (know.get(a) ?? new Set()).add(s.person!))
+    }
+    const published = (r: any): PublishedPeriod[] => r.periods.map((p: any) => ({ ...p, granularity: r.granularity, start: Date.parse(p.start), end: Date.parse(p.end) }))
+    const days = await get('decisions?by=domain&granularity=day&periods=26')
+    const weeks = await get('decisions?by=domain&granularity=week&periods=4')
+    const month = await get('decisions?by=domain&granularity=month&periods=1')
+    assert.deepEqual(weeks.periods.map((p: any) => [p.start.slice(5, 10), p.end.slice(5, 10)]), [['03-01', '03-08'], ['03-08', '03-15'], ['03-15', '03-22'], ['03-22', '03-29']])
+    const union = [...published(days), ...published(weeks), ...published(month)]
+    const rows = breakdownRows(union, days.values, MARCH, know)
+    rows.assertTime()
+    assertSafe(know, rows.cells, rows.nests)
+    // The populations exercise it: some day figures are shown, some hidden under shown weeks.
+    const dayShown = rows.cells.filter((c) => c.id.startsWith('day:') && c.shown)
+    assert.ok(dayShown.length > 0 && rows.cells.some((c) => c.id.startsWith('week:') && c.shown))
+
+    // Positive control: the same figures decided per period (the old behaviour) are caught.
+    const contributions = (from: number, to: number): Contribution[] => specs.filter((s) => s.at >= from && s.at < to)
+      .map((s) => ({ day: 0, environment: s.environment, value: s.domain ?? 'coding', actor: s.person, requests: 1 }))
+    const old = union.map((p) => ({ ...p, scopes: breakdown(contributions(p.start, p.end), days.values, [{ id: 'p', days: [0] }]).get('p')! }))
+    const oldRows = breakdownRows(old.filter((p) => p.granularity !== 'month'), days.values, MARCH, know)
+    assert.throws(() => oldRows.assertTime(), /under week:2025-03-01T00:00:00.000Z\|all\|t, the hidden days involve 1 people/)
+    assert.throws(() => assertSafe(know, oldRows.cells, oldRows.nests), /single out people .*x0/)
+
+    // A cell reads the same whatever window holds it; the totals agree with the requests report.
+    const shortDays = await get('decisions?by=domain&granularity=day&periods=5')
+    assert.deepEqual(shortDays.periods, days.periods.slice(-5))
+    const longWeeks = await get('decisions?by=domain&granularity=week&periods=9')
+    assert.deepEqual(longWeeks.periods.slice(-4), weeks.periods)
+    const req = await get('requests?granularity=day&periods=26')
+    for (const [i, p] of req.periods.entries()) for (const s of p.scopes) {
+      assert.equal(s.requests, days.periods[i].scopes.find((x: any) => x.environment === s.environment).total)
+    }
   })
 
   test(`AUDIT-4: requests over time, outcomes, domains, intents and challenge figures are exact for a population of 8 (${db})`, async (t) => {

@@ -1,144 +1,172 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import fc from 'fast-check'
-import { breakdown, challenges, HIDDEN, overTime, SCOPES, type Contribution, type Figure } from '../../src/analytics/cube.ts'
-import { rank, suppress } from '../../src/analytics/suppress.ts'
+import { breakdown, challenges, HIDDEN, overTime, SCOPES, type BreakdownFigures, type Contribution, type Figure } from '../../src/analytics/cube.ts'
+import { monthSpans, type Span } from '../../src/analytics/periods.ts'
+import { suppress } from '../../src/analytics/suppress.ts'
+import { assertSafe, leaks, type Shown } from './attacker.ts'
 
 /**
  * RBAC-3 (D10, security-tests §2.9): the suppression rules against an adversary who knows the
- * structure of a response and every number in it. For random populations the test rebuilds, on
- * its own, what each shown cell sums over (records grouped by environment × value) and checks
- *  - no shown cell has fewer than 5 distinct people;
- *  - no two nested shown cells differ by 1–4 people;
- *  - no linear combination of the shown numbers (totals minus parts, margins minus cells, any
- *    mix) adds up records that come only from a group of 1–4 people — checked exactly, for
- *    every group of 4 people, by rank: such a combination exists iff the shown rows restricted to
- *    the atoms of people outside the group have a lower rank than the shown rows.
+ * structure of every response and every number in them (attacker.ts). A month is one block: its
+ * day series, week series (weeks of the month: days 1–7, 8–14, 15–21, 22–28, 29–end) and month
+ * figure, for every scope and value, are checked TOGETHER — what someone gets by asking for all
+ * three granularities and every environment.
  */
 
 const ENVS = ['sandbox', 'production'] as const
 const VALUES = ['a', 'b', 'c'] as const
 const RUNS = process.env['TOLLGATE_TEST_LEVEL'] === 'full' ? 1000 : 200
+// March 2025: 31 days, so five weeks, the last of three days.
+const MONTH = monthSpans(Date.UTC(2025, 2, 1))
 
-interface Rec { person: number | null; env: (typeof ENVS)[number]; value: string; n: number }
+interface Rec { person: number | null; day: number; env: (typeof ENVS)[number]; value: string; n: number }
 
-/** 0–14 people with 1–4 records each (random environment and value), plus a few records of no person. */
-const population = fc.integer({ min: 0, max: 14 }).chain((people) => fc.tuple(
-  ...Array.from({ length: people }, (_, person) => fc.array(fc.record({ env: fc.constantFrom(...ENVS), value: fc.constantFrom(...VALUES), n: fc.integer({ min: 1, max: 4 }) }), { minLength: 1, maxLength: 4 })
-    .map((rs) => rs.map((r): Rec => ({ person, ...r })))),
-  fc.array(fc.record({ env: fc.constantFrom(...ENVS), value: fc.constantFrom(...VALUES), n: fc.integer({ min: 1, max: 2 }) }).map((r): Rec => ({ person: null, ...r })), { maxLength: 2 }),
-).map((groups) => groups.flat()))
-
-const contributions = (recs: readonly Rec[]): Contribution[] => recs.map((r) => ({ environment: r.env, value: r.value, actor: r.person === null ? null : `p${r.person}`, requests: r.n }))
-
-type Atom = string // `${env}|${value}`
-interface Shown { id: string; atoms: Atom[]; shown: boolean }
-
-/** Everything an adversary can see, checked exactly (see the header). */
-function assertSafe(recs: readonly Rec[], cells: readonly Shown[], nests: ReadonlyArray<[string, string]>): void {
-  const peopleOf = (atoms: readonly Atom[]) => new Set(recs.filter((r) => atoms.includes(`${r.env}|${r.value}`) && r.person !== null).map((r) => r.person!))
-  const byId = new Map(cells.map((c) => [c.id, c]))
-  for (const c of cells) if (c.shown) assert.ok(peopleOf(c.atoms).size >= 5, `${c.id} is shown with ${peopleOf(c.atoms).size} people`)
-  for (const [inner, outer] of nests) {
-    const i = byId.get(inner)!
-    const o = byId.get(outer)!
-    if (!i.shown || !o.shown) continue
-    const d = peopleOf(o.atoms).size - peopleOf(i.atoms).size
-    assert.ok(d === 0 || d >= 5, `${inner} and ${outer} are both shown and differ by ${d} people`)
-  }
-  const used = [...new Set(recs.map((r) => `${r.env}|${r.value}`))]
-  const rows = cells.filter((c) => c.shown)
-  if (rows.length === 0 || used.length === 0) return
-  const matrix = (cols: readonly Atom[]) => rows.map((r) => cols.map((a) => (r.atoms.includes(a) ? 1 : 0)))
-  const full = rank(matrix(used))
-  const everyone = [...new Set(recs.filter((r) => r.person !== null).map((r) => r.person!))]
-  for (const group of groupsOf(everyone, Math.min(4, everyone.length))) {
-    // Atoms whose records all come from the group (or from no person): what would single the group out.
-    const inside = new Set(used.filter((a) => [...peopleOf([a])].every((p) => group.includes(p))))
-    if (inside.size === 0) continue
-    const outside = used.filter((a) => !inside.has(a))
-    assert.equal(rank(matrix(outside)), full, `the shown cells single out people ${group.join(',')}: ${rows.map((r) => r.id).join(' ')}`)
-  }
-}
-
-function groupsOf<T>(xs: readonly T[], size: number): T[][] {
-  if (size === 0) return [[]]
-  const out: T[][] = []
-  xs.forEach((x, i) => { for (const rest of groupsOf(xs.slice(i + 1), size - 1)) out.push([x, ...rest]) })
-  return out
-}
-
-const envsOf = (s: string) => (s === 'all' ? [...ENVS] : [s])
-const isShown = (f: Figure) => f !== HIDDEN
-
-test('RBAC-3: property — in a breakdown (environment × value, both margins) no shown cell has <5 people and no individual or group of 1–4 can be derived', () => {
-  let mixed = 0
-  fc.assert(fc.property(population, (recs) => {
-    const figures = breakdown(contributions(recs), VALUES)
-    const all = figures.flatMap((f) => [f.total, ...f.cells.map((c) => c.requests)])
-    if (all.some(isShown) && !all.every(isShown)) mixed++
-    const cells: Shown[] = []
-    const nests: Array<[string, string]> = []
-    for (const f of figures) {
-      cells.push({ id: `t:${f.environment}`, atoms: envsOf(f.environment).flatMap((e) => VALUES.map((v) => `${e}|${v}`)), shown: isShown(f.total) })
-      for (const c of f.cells) {
-        cells.push({ id: `c:${f.environment}:${c.value}`, atoms: envsOf(f.environment).map((e) => `${e}|${c.value}`), shown: isShown(c.requests) })
-        nests.push([`c:${f.environment}:${c.value}`, `t:${f.environment}`])
-        if (f.environment !== 'all') nests.push([`c:${f.environment}:${c.value}`, `c:all:${c.value}`])
-      }
-      if (f.environment !== 'all') nests.push([`t:${f.environment}`, 't:all'])
-    }
-    // Shown figures are the true sums; hidden ones are the string "<5", never a number.
-    for (const f of figures) for (const c of f.cells) {
-      const truth = recs.filter((r) => envsOf(f.environment).includes(r.env) && r.value === c.value).reduce((s, r) => s + r.n, 0)
-      assert.ok(c.requests === HIDDEN || c.requests === truth)
-    }
-    assertSafe(recs, cells, nests)
-    // The totals agree with the over-time report's (pinned): no report can be differenced against another.
-    const totals = overTime(contributions(recs))
-    for (const s of SCOPES) assert.equal(isShown(figures.find((f) => f.environment === s)!.total), isShown(totals.find((t) => t.environment === s)!.requests))
-  }), { numRuns: RUNS })
-  // The populations exercise the rules: many responses show some cells and hide others.
-  assert.ok(mixed > RUNS / 4, `${mixed} of ${RUNS} runs mixed shown and hidden cells`)
+/**
+ * 0–20 people with 1–4 records each, plus a few records of no person, over a month. Most records
+ * fall on a handful of busy days (so day figures reach 5 people and are shown), the rest anywhere.
+ */
+const population = fc.tuple(fc.uniqueArray(fc.integer({ min: 0, max: 30 }), { minLength: 1, maxLength: 5 }), fc.integer({ min: 0, max: 20 })).chain(([busy, people]) => {
+  const day = fc.oneof({ arbitrary: fc.constantFrom(...busy), weight: 4 }, { arbitrary: fc.integer({ min: 0, max: 30 }), weight: 1 })
+  const rec = (n: number) => fc.record({ day, env: fc.constantFrom(...ENVS), value: fc.constantFrom(...VALUES), n: fc.integer({ min: 1, max: n }) })
+  return fc.tuple(
+    ...Array.from({ length: people }, (_, person) => fc.array(rec(4), { minLength: 1, maxLength: 4 }).map((rs) => rs.map((r): Rec => ({ person, ...r })))),
+    fc.array(rec(2).map((r): Rec => ({ person: null, ...r })), { maxLength: 2 }),
+  ).map((groups) => groups.flat())
 })
 
-test('RBAC-3: property — challenge figures (challenged, passed, failed under the request totals) single out no one', () => {
+const contributions = (recs: readonly Rec[]): Contribution[] => recs.map((r) => ({ day: r.day, environment: r.env, value: r.value, actor: r.person === null ? null : `p${r.person}`, requests: r.n }))
+const atomOf = (day: number, env: string, value: string) => `${day}|${env}|${value}`
+/** The attacker's knowledge: who is behind each (day, environment, value). */
+const peopleOf = (recs: readonly Rec[]) => {
+  const m = new Map<string, Set<string>>()
+  for (const r of recs) {
+    const a = atomOf(r.day, r.env, r.value)
+    const s = m.get(a) ?? new Set<string>()
+    if (r.person !== null) s.add(`p${r.person}`)
+    m.set(a, s)
+  }
+  return m
+}
+const envsOf = (s: string) => (s === 'all' ? [...ENVS] : [s])
+const isShown = (f: Figure) => f !== HIDDEN
+const atomsOf = (span: Span, scope: string, values: readonly string[]) => span.days.flatMap((d) => envsOf(scope).flatMap((e) => values.map((v) => atomOf(d, e, v))))
+const ancestors = (span: Span, spans: readonly Span[]): string[] => {
+  const parent = spans.find((s) => s.id === span.parent)
+  return parent ? [parent.id, ...ancestors(parent, spans)] : []
+}
+
+/** Each (span, scope, x) figure as a row the attacker reads, with the nests between them (time, environment, value). */
+function rows<F extends { environment: string }>(figures: ReadonlyMap<string, readonly F[]>, spans: readonly Span[], read: (f: F) => Array<{ x: string; values: readonly string[]; figure: Figure; within?: string }>) {
+  const cells: Shown[] = []
+  const nests: Array<[string, string]> = []
+  for (const span of spans) for (const f of figures.get(span.id)!) for (const c of read(f)) {
+    const id = `${span.id}|${f.environment}|${c.x}`
+    cells.push({ id, atoms: atomsOf(span, f.environment, c.values), shown: isShown(c.figure) })
+    if (c.within) nests.push([id, `${span.id}|${f.environment}|${c.within}`])
+    if (f.environment !== 'all') nests.push([id, `${span.id}|all|${c.x}`])
+    for (const a of ancestors(span, spans)) nests.push([id, `${a}|${f.environment}|${c.x}`])
+  }
+  return { cells, nests }
+}
+
+const breakdownRows = (figures: ReadonlyMap<string, readonly BreakdownFigures[]>, spans: readonly Span[]) =>
+  rows(figures, spans, (f) => [{ x: 't', values: VALUES, figure: f.total }, ...f.cells.map((c) => ({ x: c.value, values: [c.value], figure: c.requests, within: 't' }))])
+
+test('RBAC-3: property — a month\'s day, week and month breakdowns read together (time × environment × value, every margin) show no cell of <5 people and single out no individual or group of 1–4', () => {
+  let mixed = 0
+  let daysShown = 0
+  fc.assert(fc.property(population, (recs) => {
+    const figures = breakdown(contributions(recs), VALUES, MONTH)
+    const { cells, nests } = breakdownRows(figures, MONTH)
+    if (cells.some((c) => c.shown) && !cells.every((c) => c.shown)) mixed++
+    if (cells.some((c) => c.shown && c.id.startsWith('day:'))) daysShown++
+    // Shown figures are the true sums; hidden ones are the string "<5", never a number.
+    for (const span of MONTH) for (const f of figures.get(span.id)!) for (const c of f.cells) {
+      const truth = recs.filter((r) => span.days.includes(r.day) && envsOf(f.environment).includes(r.env) && r.value === c.value).reduce((s, r) => s + r.n, 0)
+      assert.ok(c.requests === HIDDEN || c.requests === truth)
+    }
+    assertSafe(peopleOf(recs), cells, nests)
+    // The totals agree with the over-time report's (pinned): no report can be differenced against another.
+    const totals = overTime(contributions(recs), MONTH)
+    for (const span of MONTH) for (const s of SCOPES) {
+      assert.equal(isShown(figures.get(span.id)!.find((f) => f.environment === s)!.total), isShown(totals.get(span.id)!.find((t) => t.environment === s)!.requests))
+    }
+  }), { numRuns: RUNS })
+  // The populations exercise the rules: many blocks show some cells and hide others, and show days.
+  assert.ok(mixed > RUNS / 4, `${mixed} of ${RUNS} runs mixed shown and hidden cells`)
+  assert.ok(daysShown > RUNS / 10, `${daysShown} of ${RUNS} runs showed a day figure`)
+})
+
+test('RBAC-3: property — a month\'s challenge figures (challenged, passed, failed under the request totals) at every granularity single out no one', () => {
   const graded = population.map((recs) => recs.map((r) => ({ ...r, value: r.value === 'a' ? 'passed' : r.value === 'b' ? 'failed' : 'none' })))
   fc.assert(fc.property(graded, (recs) => {
-    const figures = challenges(contributions(recs))
-    const cells: Shown[] = []
-    const nests: Array<[string, string]> = []
-    const totals = overTime(contributions(recs))
-    for (const f of figures) {
-      const at = (st: string[]) => envsOf(f.environment).flatMap((e) => st.map((s) => `${e}|${s}`))
-      cells.push({ id: `t:${f.environment}`, atoms: at(['passed', 'failed', 'none']), shown: isShown(totals.find((t) => t.environment === f.environment)!.requests) })
-      cells.push({ id: `g:${f.environment}`, atoms: at(['passed', 'failed']), shown: isShown(f.challenged) })
-      cells.push({ id: `p:${f.environment}`, atoms: at(['passed']), shown: isShown(f.passed) })
-      cells.push({ id: `f:${f.environment}`, atoms: at(['failed']), shown: isShown(f.failed) })
-      nests.push([`g:${f.environment}`, `t:${f.environment}`], [`p:${f.environment}`, `g:${f.environment}`], [`f:${f.environment}`, `g:${f.environment}`])
-      if (f.environment !== 'all') for (const x of ['t', 'g', 'p', 'f']) nests.push([`${x}:${f.environment}`, `${x}:all`])
+    const figures = challenges(contributions(recs), MONTH)
+    const totals = overTime(contributions(recs), MONTH)
+    const { cells, nests } = rows(figures, MONTH, (f) => [
+      { x: 'g', values: ['passed', 'failed'], figure: f.challenged, within: 't' },
+      { x: 'p', values: ['passed'], figure: f.passed, within: 'g' },
+      { x: 'f', values: ['failed'], figure: f.failed, within: 'g' },
+    ])
+    const t = rows(totals, MONTH, (f) => [{ x: 't', values: ['passed', 'failed', 'none'], figure: f.requests }])
+    for (const span of MONTH) for (const f of figures.get(span.id)!) {
       // A rate or a mean is shown only with the counts it is computed from.
       if (isShown(f.pass_rate)) assert.ok(isShown(f.passed) && isShown(f.challenged))
       if (isShown(f.mean_reasoning_score)) assert.ok(isShown(f.challenged))
     }
-    assertSafe(recs, cells, nests)
+    assertSafe(peopleOf(recs), [...t.cells, ...cells], [...t.nests, ...nests])
   }), { numRuns: RUNS })
 })
 
 test('RBAC-3: the adversary check itself finds a planted leak (positive control)', () => {
   // 12 people in `a`, one person alone in `b`: showing the total and `a` reveals `b` by subtraction.
-  const recs: Rec[] = [...Array.from({ length: 12 }, (_, i) => ({ person: i, env: 'sandbox' as const, value: 'a', n: 1 })), { person: 99, env: 'sandbox', value: 'b', n: 3 }]
-  const atomsA = ['sandbox|a']
-  const atomsT = ['sandbox|a', 'sandbox|b']
-  assert.throws(() => assertSafe(recs, [{ id: 't', atoms: atomsT, shown: true }, { id: 'a', atoms: atomsA, shown: true }, { id: 'b', atoms: ['sandbox|b'], shown: false }], []), /single out|differ by/)
+  const people = new Map([['0|sandbox|a', new Set(Array.from({ length: 12 }, (_, i) => `p${i}`))], ['0|sandbox|b', new Set(['p99'])]])
+  const atomsA = ['0|sandbox|a']
+  const atomsT = ['0|sandbox|a', '0|sandbox|b']
+  assert.throws(() => assertSafe(people, [{ id: 't', atoms: atomsT, shown: true }, { id: 'a', atoms: atomsA, shown: true }, { id: 'b', atoms: ['0|sandbox|b'], shown: false }], []), /single out|differ by/)
   // And the module suppresses exactly that: b by the floor, then a by the differencing guard (12 vs 13 people).
   const shown = suppress({
-    atoms: [{ id: 'sandbox|a', people: new Set(Array.from({ length: 12 }, (_, i) => `p${i}`)) }, { id: 'sandbox|b', people: new Set(['p99']) }],
-    cells: [{ id: 't', atoms: atomsT }, { id: 'a', atoms: atomsA }, { id: 'b', atoms: ['sandbox|b'] }],
+    atoms: [{ id: 'sandbox|a', people: people.get('0|sandbox|a')! }, { id: 'sandbox|b', people: new Set(['p99']) }],
+    cells: [{ id: 't', atoms: atomsT.map((a) => a.slice(2)) }, { id: 'a', atoms: ['sandbox|a'] }, { id: 'b', atoms: ['sandbox|b'] }],
     families: [{ total: 't', parts: ['a', 'b'] }],
     nests: [{ inner: 'a', outer: 't' }, { inner: 'b', outer: 't' }],
   })
   assert.deepEqual([...shown], ['t'])
+})
+
+/** The old behaviour, simulated: every period decided on its own records, as if no other granularity existed. */
+function perPeriod(recs: readonly Rec[]) {
+  const figures = new Map(MONTH.map((span) => {
+    const own = contributions(recs.filter((r) => span.days.includes(r.day)))
+    return [span.id, breakdown(own, VALUES, [{ id: span.id, days: span.days }]).get(span.id)!] as const
+  }))
+  return breakdownRows(figures, MONTH)
+}
+
+test('RBAC-3: positive control for differencing across granularities — decided per period (the old behaviour), a shown week minus its shown days gives a hidden day; decided per month block, it does not', () => {
+  // Days 1 and 2: six people each; day 3: one person alone. The week (13 people) and days 1 and 2
+  // are each fine on their own, and week − day 1 − day 2 = day 3.
+  const recs: Rec[] = [
+    ...Array.from({ length: 6 }, (_, i): Rec => ({ person: i, day: 0, env: 'production', value: 'a', n: 1 })),
+    ...Array.from({ length: 6 }, (_, i): Rec => ({ person: 10 + i, day: 1, env: 'production', value: 'a', n: 1 })),
+    { person: 99, day: 2, env: 'production', value: 'a', n: 2 },
+  ]
+  const old = perPeriod(recs)
+  assert.throws(() => assertSafe(peopleOf(recs), old.cells, old.nests), /single out people .*p99/)
+  const now = breakdownRows(breakdown(contributions(recs), VALUES, MONTH), MONTH)
+  assertSafe(peopleOf(recs), now.cells, now.nests)
+  // Complementary suppression along time: a second day goes with day 3; the week is still shown.
+  const shown = new Set(now.cells.filter((c) => c.shown).map((c) => c.id))
+  const day = (d: number) => `${MONTH.find((s) => s.id.startsWith('day:') && s.days[0] === d)!.id}|all|t`
+  assert.ok(shown.has(`${MONTH.find((s) => s.id.startsWith('week:'))!.id}|all|t`))
+  assert.deepEqual([0, 1, 2].map((d) => shown.has(day(d))).filter(Boolean).length, 1)
+
+  // And over random populations, the per-period decisions leak for some — the check can fail.
+  const found = fc.check(fc.property(population, (r) => {
+    const p = perPeriod(r)
+    return !leaks(peopleOf(r), p.cells, p.nests)
+  }), { numRuns: 2000 })
+  assert.ok(found.failed, 'fast-check found a population that per-period decisions expose')
 })
 
 test('RBAC-3: complementary suppression hides the next-smallest part; the floor hides small totals too', () => {

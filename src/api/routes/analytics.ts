@@ -52,7 +52,7 @@ export function registerAnalyticsRoutes(app: FastifyInstance, d: AnalyticsRouteD
   app.get('/api/orgs/:org/analytics/requests', {
     config: { action: 'analytics.read' },
     schema: {
-      summary: 'Requests and distinct people per calendar period (UTC day, ISO week or month), for the org and each environment; "<5" below 5 people.',
+      summary: 'Requests and distinct people per calendar period (UTC day, week of the month or month), for the org and each environment; "<5" below 5 people.',
       params: ORG_PARAMS, querystring: QUERY,
       response: { 200: object({ ...HEAD, periods: { type: 'array', items: period({ requests: FIGURE, people: FIGURE }) } }) },
     },
