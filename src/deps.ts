@@ -37,6 +37,7 @@ import { createLogger, safeError, type Logger } from './observe/log.ts'
 import { Metrics } from './observe/metrics.ts'
 import { OrgStore } from './orgs/orgs.repo.ts'
 import { masterKeyFromHex, OrgKeyring, type MasterKey } from './privacy/org-keys.ts'
+import { FileKeyVault } from './privacy/vault.ts'
 import { UpstreamHttp } from './providers/http.ts'
 import { ProviderRegistry } from './providers/registry.ts'
 import { MemoryLimitStore, RedisLimitStore, type LimitStore } from './ratelimit/limiter.ts'
@@ -122,6 +123,7 @@ export function trustInstance(config: Config, storage: 'sqlite' | 'postgres', ca
     mail: config.mail.smtpUrl ? 'smtp' : 'log',
     opsSecret: config.ops.secret !== undefined,
     masterKey: config.masterKey ? 'setting' : 'generated',
+    keyVault: config.keyVaultDir !== undefined,
     limits: {
       authPerMin: config.limits.authPerMin, interceptPerMin: config.limits.interceptPerMin, apiPerMin: config.limits.apiPerMin,
       idempotencyTtlS: config.limits.idempotencyTtlS, idempotencyLockS: config.limits.idempotencyLockS,
@@ -287,7 +289,7 @@ export async function buildStores(config: Config, opts: BuildOptions = {}): Prom
   const audit = new AuditLog(clock, db.dialect)
   const checkpoints = new Checkpointer(db.db, clock, AuditSigner.fromFile(config.audit.signingKeyFile), { everyEvents: config.audit.checkpointEvents, everyMs: config.audit.checkpointS * 1000 })
   audit.checkpointer = checkpoints
-  const keyring = new OrgKeyring(db.db, loadMasterKey(config, log), clock, previousMasterKeys(config))
+  const keyring = new OrgKeyring(db.db, loadMasterKey(config, log), clock, previousMasterKeys(config), config.keyVaultDir === undefined ? undefined : new FileKeyVault(config.keyVaultDir))
   const orgs = new OrgStore(db.db, clock, audit, keyring)
   const keys = new KeyStore(db.db, clock, audit, (err) => log.warn({ err: safeError(err) }, 'last_used_at update failed'))
   return {
@@ -336,7 +338,7 @@ export async function buildDeps(config: Config, opts: BuildOptions = {}): Promis
   const backupConfig = backupSettings(config, log)
   const backups = backupConfig && new Backups(backupConfig, db.db, stores.audit, clock)
   const backupCron = config.backup.cron === undefined ? undefined : parseCron(config.backup.cron)
-  const orgPurge = new OrgPurge(db.db, clock, stores.audit, { delayMs: config.retention.orgPurgeDelayS * 1000, everyMs: config.retention.jobS * 1000 })
+  const orgPurge = new OrgPurge(db.db, clock, stores.audit, stores.keyring, { delayMs: config.retention.orgPurgeDelayS * 1000, everyMs: config.retention.jobS * 1000 })
   const artifactJobMs = config.retention.artifactJobS * 1000
   const artifacts = new ArtifactStore(db.db, clock, stores.audit, stores.keyring)
   const reports = new ReportStore(db.db, clock, stores.audit, stores.keyring)
@@ -353,6 +355,8 @@ export async function buildDeps(config: Config, opts: BuildOptions = {}): Promis
     // RIGHTS-2: terminated orgs' data deleted by their deadline; keys another instance destroyed dropped from memory.
     { name: 'orgs_purged', everyMs: config.retention.jobS * 1000, run: () => orgPurge.run() },
     { name: 'org_keys_forgotten', everyMs: 60_000, run: () => stores.keyring.forgetDestroyed() },
+    // D13: KEK deletions a crash interrupted between a termination's commit and the vault.
+    { name: 'org_keks_destroyed', everyMs: 60_000, run: () => stores.keyring.shredPending() },
     // RIGHTS-3, GW-8: temporary artifacts past their 24 h expiry, and reports at their 30-day deadline.
     { name: 'artifacts_expired', everyMs: artifactJobMs, run: async () => (await artifacts.purgeExpired()) + (await reports.purgeExpired(artifactJobMs)) },
     // AUDIT-4: anomaly alerts, each (org, kind, 5-minute window) sent once across instances.

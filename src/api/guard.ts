@@ -187,8 +187,14 @@ async function auditExpired(d: GuardDeps, request: FastifyRequest, s: SessionInf
 async function auditDenied(d: GuardDeps, request: FastifyRequest, action: string, p: Principal, orgId?: string): Promise<void> {
   const chains = orgId ? [orgId] : (await d.users.memberships(p.userId)).map((m) => m.orgId)
   await withAudit(d.db, async (trx) => {
-    for (const chainId of chains.length > 0 ? chains : ['instance']) {
-      const actorId = chainId === 'instance' ? null : await d.keyring.pseudonym(chainId, p.userId, trx)
+    const entries: { chainId: string; actorId: string | null }[] = []
+    for (const chainId of chains) {
+      // An org whose keys are gone (a shredded org in a restored backup, D13) takes no entry.
+      const actorId = await d.keyring.livePseudonym(chainId, p.userId, trx)
+      if (actorId !== undefined) entries.push({ chainId, actorId })
+    }
+    if (entries.length === 0) entries.push({ chainId: 'instance', actorId: null })
+    for (const { chainId, actorId } of entries) {
       await d.audit.append(trx, {
         chainId, actorType: p.kind === 'session' ? 'user' : 'api_key', actorId, action, targetType: 'route',
         targetId: `${request.method} ${request.routeOptions.url ?? ''}`, outcome: 'denied', requestId: request.id,

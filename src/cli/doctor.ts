@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process'
 import { readFileSync, statSync } from 'node:fs'
-import { join, resolve } from 'node:path'
+import { isAbsolute, join, relative, resolve } from 'node:path'
 import type { Command } from 'commander'
 import { loadConfig, type Config } from '../config/load.ts'
 import { diagnosticFlags } from '../config/process-checks.ts'
@@ -123,6 +123,22 @@ export function masterKeyCheck(config: Config): DoctorCheck {
   return { id: 'master_key', status: 'ok', message: 'development mode: a master key is generated into the data dir (set TOLLGATE_MASTER_KEY for production)' }
 }
 
+/** D13: whether terminating an org reaches its data in older backups (a key vault outside the data dir). */
+export function keyVaultCheck(host: DoctorHost, config: Config): DoctorCheck {
+  const dir = config.keyVaultDir
+  const fix = 'set TOLLGATE_KEY_VAULT_DIR to a 0700 directory outside the data dir and its backups (shared storage with several instances)'
+  if (dir === undefined) {
+    return config.mode === 'production'
+      ? { id: 'key_vault', status: 'warn', message: 'no key vault: terminating an org destroys its keys in the live database only; backups taken before still open them', fix }
+      : { id: 'key_vault', status: 'ok', message: 'no key vault (development): crypto-shredding reaches the live database only' }
+  }
+  const rel = relative(config.storage.dataDir, dir)
+  if (rel === '' || (!rel.startsWith('..') && !isAbsolute(rel))) return { id: 'key_vault', status: 'warn', message: 'the key vault is inside the data dir: a copy of the data dir carries the KEKs along with the database', fix }
+  const m = host.mode(dir)
+  if (m && m.mode & 0o077) return { id: 'key_vault', status: 'fail', message: `the key vault is open to others (mode ${octal(m.mode)})`, fix: `chmod 700 ${dir}` }
+  return { id: 'key_vault', status: 'ok', message: m ? 'key vault configured (TOLLGATE_KEY_VAULT_DIR)' : 'key vault configured; its directory is created with the first org' }
+}
+
 export function transportCheck(config: Config): DoctorCheck {
   if (config.server.tls) return { id: 'tls', status: 'ok', message: 'Tollgate terminates TLS itself (TOLLGATE_TLS_CERT/KEY)' }
   if (config.server.publicUrl?.startsWith('https://') || config.limits.trustedProxies.length > 0) {
@@ -160,7 +176,7 @@ export function doctor(proc: ProcessInfo, host: DoctorHost = realHost): DoctorRe
     swapCheck(host),
   ]
   if (loaded.ok) {
-    checks.push(...dataDirCheck(host, loaded.config.storage.dataDir), masterKeyCheck(loaded.config), transportCheck(loaded.config), proxyBufferingCheck(loaded.config))
+    checks.push(...dataDirCheck(host, loaded.config.storage.dataDir), masterKeyCheck(loaded.config), keyVaultCheck(host, loaded.config), transportCheck(loaded.config), proxyBufferingCheck(loaded.config))
   } else {
     checks.push({ id: 'config', status: 'fail', message: `the configuration has ${loaded.problems.length} problem(s)`, fix: 'run `tollgate serve` or any command to list them, then fix each one' })
     checks.push(...dataDirCheck(host, resolve(proc.cwd, proc.env['TOLLGATE_DATA_DIR']?.trim() || './data')))

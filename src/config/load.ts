@@ -36,6 +36,8 @@ export interface Config {
   readonly masterKey: Secret | undefined
   /** TOLLGATE_MASTER_KEY_PREVIOUS: comma-separated keys being rotated out (CRYPTO-2). */
   readonly previousMasterKeys: Secret | undefined
+  /** TOLLGATE_KEY_VAULT_DIR: per-org key-encryption keys outside the database and its backups (D13); unset = no vault. */
+  readonly keyVaultDir: string | undefined
   readonly providers: {
     readonly upstreams: Readonly<Record<Environment, Readonly<Partial<Record<UpstreamProvider, UpstreamConfig>>>>>
     readonly routes: readonly { readonly pattern: string; readonly provider: ProviderName }[]
@@ -167,6 +169,8 @@ export function loadConfig(env: Record<string, string | undefined>, cwd = proces
   if (mode === 'production' && masterKey === undefined) r.problems.push('TOLLGATE_MASTER_KEY is required when TOLLGATE_MODE=production — generate one with: openssl rand -hex 32')
   const previousMasterKeys = r.secret('TOLLGATE_MASTER_KEY_PREVIOUS', 'Master keys being rotated out (CRYPTO-2), comma-separated, 64 hex characters each: org keys wrapped under them still open until `tollgate master-key rewrap` moves them under TOLLGATE_MASTER_KEY.', (v) =>
     v.split(',').every((k) => /^[0-9a-fA-F]{64}$/.test(k.trim())) ? undefined : 'must be 64-hex-character keys separated by commas')
+  const keyVault = r.optional('TOLLGATE_KEY_VAULT_DIR', 'Directory of per-org key-encryption keys (D13), outside the data dir and its backups; shared storage when several instances run. Set: terminating an org also makes its data in old backups unreadable. Unset: crypto-shredding reaches the live database only.')
+  const keyVaultDir = keyVault === undefined ? undefined : resolve(cwd, keyVault)
   // D14: in production, a database or cache that is not on this host must be reached over TLS.
   if (mode === 'production' && databaseUrl && !tlsOrLocal(databaseUrl.reveal(), (u) => /^(require|verify-ca|verify-full)$/.test(u.searchParams.get('sslmode') ?? ''))) {
     r.problems.push('TOLLGATE_DATABASE_URL points at another host without TLS: add ?sslmode=verify-full (or require) in production mode.')
@@ -306,6 +310,7 @@ export function loadConfig(env: Record<string, string | undefined>, cwd = proces
     log: { level },
     masterKey,
     previousMasterKeys,
+    keyVaultDir,
     providers: { upstreams, routes, models, timeoutMs, idleTimeoutMs, maxConnections },
     decisions: { batchMax },
     identity: {

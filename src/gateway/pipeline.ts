@@ -19,7 +19,7 @@ import type { Metrics } from '../observe/metrics.ts'
 import { evaluatePolicy, needsModel } from '../policy/evaluate.ts'
 import type { PolicyStore } from '../policy/policies.repo.ts'
 import type { PolicyDecision } from '../policy/types.ts'
-import type { OrgKeyring } from '../privacy/org-keys.ts'
+import { OrgKeyDestroyed, type OrgKeyring } from '../privacy/org-keys.ts'
 import type { ProviderRegistry } from '../providers/registry.ts'
 import type { RateLimiter } from '../ratelimit/limits.ts'
 import type { RateTiers } from '../ratelimit/tiers.ts'
@@ -141,9 +141,14 @@ async function admit(req: AiRequest, d: GatewayDeps, reply: AiReply, trace: Trac
     sendError(req.wire, trace, reply, who.stop)
     return undefined
   }
-  trace.key = who.value
   // The actor is the key's member, or the key itself: recorded only as a pseudonym (DATA-2).
-  trace.actorId = await d.keyring.pseudonym(who.value.orgId, who.value.userId ?? `key:${who.value.id}`)
+  const actorId = await actorOf(d, who.value)
+  if (actorId === undefined) {
+    sendError(req.wire, trace, reply, { code: 'invalid_api_key' })
+    return undefined
+  }
+  trace.key = who.value
+  trace.actorId = actorId
   if (!d.environments.includes(who.value.environment)) {
     await stopRecorded(req.wire, trace, d, reply, { code: 'environment_not_served' })
     return undefined
@@ -282,9 +287,25 @@ export async function rejectAiRequest(req: Omit<AiRequest, 'body'>, code: ErrorC
   const trace = new Trace(req.requestId, req.wire.format, d.clock)
   const who = await trace.time('auth', () => authenticate(req.headers, d.keys))
   if (!who.ok) return sendError(req.wire, trace, reply, who.stop)
+  const actorId = await actorOf(d, who.value)
+  if (actorId === undefined) return sendError(req.wire, trace, reply, { code: 'invalid_api_key' })
   trace.key = who.value
-  trace.actorId = await d.keyring.pseudonym(who.value.orgId, who.value.userId ?? `key:${who.value.id}`)
+  trace.actorId = actorId
   return stopRecorded(req.wire, trace, d, reply, { code })
+}
+
+/**
+ * The key's actor pseudonym; undefined when its org's keys cannot be opened — a key of a shredded
+ * org, e.g. in a database restored from a backup taken before the org was terminated (D13): it is
+ * refused as an invalid key, and nothing is recorded under an org that is gone.
+ */
+async function actorOf(d: GatewayDeps, key: VerifiedKey): Promise<string | undefined> {
+  try {
+    return await d.keyring.pseudonym(key.orgId, key.userId ?? `key:${key.id}`)
+  } catch (err) {
+    if (err instanceof OrgKeyDestroyed) return undefined
+    throw err
+  }
 }
 
 function view(decision: PolicyDecision): DecisionView {

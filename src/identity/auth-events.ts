@@ -26,9 +26,17 @@ export async function auditPerson(trx: Transaction<DB> | Kysely<DB>, audit: Audi
   if (e.orgId) chains = [e.orgId]
   else if (e.userId) chains = (await trx.selectFrom('membership').select('org_id').where('user_id', '=', e.userId).orderBy('org_id').execute()).map((r) => r.org_id)
   else chains = []
-  if (chains.length === 0) chains = [INSTANCE_CHAIN]
+  const entries: { chainId: string; actorId: string | null }[] = []
   for (const chainId of chains) {
-    const actorId = e.userId === null || chainId === INSTANCE_CHAIN ? null : await keyring.pseudonym(chainId, e.userId, trx)
+    if (e.userId === null || chainId === INSTANCE_CHAIN) entries.push({ chainId, actorId: null })
+    else {
+      // An org whose keys are gone (a shredded org in a restored backup, D13) takes no entry.
+      const actorId = await keyring.livePseudonym(chainId, e.userId, trx)
+      if (actorId !== undefined) entries.push({ chainId, actorId })
+    }
+  }
+  if (entries.length === 0) entries.push({ chainId: INSTANCE_CHAIN, actorId: null })
+  for (const { chainId, actorId } of entries) {
     await audit.append(trx, {
       chainId, actorType: e.actorType ?? (e.userId ? 'user' : 'anonymous'), actorId, action: e.action,
       targetType: e.targetType ?? null, targetId: e.targetId ?? null, outcome: e.outcome, requestId: e.requestId,

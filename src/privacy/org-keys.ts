@@ -1,47 +1,26 @@
-import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:crypto'
+import { hkdfSync, randomBytes } from 'node:crypto'
 import type { Kysely } from 'kysely'
 import type { Clock } from '../core/clock.ts'
-import { hmacSha256, sha256Hex } from '../core/crypto.ts'
+import { hmacSha256 } from '../core/crypto.ts'
+import { TollgateError } from '../core/errors.ts'
 import { newId } from '../core/ids.ts'
 import type { DB } from '../storage/schema.ts'
+import { KekMissing, type KeyVault } from './vault.ts'
+import { unwrapKey, wrapKey, type MasterKey } from './wrap.ts'
 
-/** The key that wraps every per-org key. Lives outside the database (env var or a 0600 file). */
-export interface MasterKey {
-  readonly id: string
-  readonly key: Buffer
-}
-
-export function masterKeyFromHex(hex: string): MasterKey {
-  const key = Buffer.from(hex, 'hex')
-  if (key.length !== 32) throw new Error('master key must be 32 bytes')
-  return { id: sha256Hex(key).slice(0, 16), key }
-}
+export { masterKeyFromHex, unwrapKey, wrapKey, type MasterKey } from './wrap.ts'
 
 /** `fingerprint`: prompt fingerprints and pseudonyms (D1, D13); `data`: sealing the org's stored secrets and artifacts. */
 export type OrgKeyPurpose = 'fingerprint' | 'data'
 
-/** AES-256-GCM with a fresh 96-bit nonce; the org id and purpose are bound in as associated data. */
-export function wrapKey(master: MasterKey, orgId: string, purpose: string, plain: Buffer): string {
-  const nonce = randomBytes(12)
-  const c = createCipheriv('aes-256-gcm', master.key, nonce)
-  c.setAAD(Buffer.from(`${orgId}\0${purpose}`))
-  const ct = Buffer.concat([c.update(plain), c.final()])
-  return ['v1', nonce.toString('base64url'), ct.toString('base64url'), c.getAuthTag().toString('base64url')].join('.')
-}
-
-export function unwrapKey(master: MasterKey, orgId: string, purpose: string, wrapped: string): Buffer {
-  const [v, n, ct, tag] = wrapped.split('.')
-  if (v !== 'v1' || !n || !ct || !tag) throw new Error('unknown wrapped key format')
-  const d = createDecipheriv('aes-256-gcm', master.key, Buffer.from(n, 'base64url'))
-  d.setAAD(Buffer.from(`${orgId}\0${purpose}`))
-  d.setAuthTag(Buffer.from(tag, 'base64url'))
-  return Buffer.concat([d.update(Buffer.from(ct, 'base64url')), d.final()])
-}
-
-/** The org's keys were destroyed (the org was terminated): nothing can be computed under them any more. */
-export class OrgKeyDestroyed extends Error {
+/**
+ * The org's keys were destroyed (the org was terminated, or — in a restored backup — its KEK is no
+ * longer in the key vault): nothing can be computed under them any more. A route that meets it
+ * answers 404, as for an org that does not exist.
+ */
+export class OrgKeyDestroyed extends TollgateError {
   constructor() {
-    super('org keys destroyed')
+    super('not_found')
     this.name = 'OrgKeyDestroyed'
   }
 }
@@ -60,12 +39,18 @@ export class OrgKeyring {
    * `previous`: master keys being rotated out (CRYPTO-2). Keys wrapped under one of them still
    * unwrap (each row names its master key id), new keys are wrapped under `master` only, and
    * `rewrap` moves every row to `master`; then the previous keys can be dropped.
+   *
+   * `vault` (D13, TOLLGATE_KEY_VAULT_DIR): new org keys are sealed under the org's KEK in the vault
+   * first, then wrapped under the master key (row `vault` = 1), so both are needed to open them and
+   * destroying the KEK makes the copies in old backups unopenable. Rows without it (`vault` = 0,
+   * made before a vault was configured) open with the master key alone until `rewrap` seals them.
    */
   constructor(
     private readonly db: Kysely<DB>,
     private readonly master: MasterKey,
     private readonly clock: Clock,
     private readonly previous: readonly MasterKey[] = [],
+    private readonly vault?: KeyVault,
   ) {}
 
   /** The id of the master key new keys are wrapped under (public: a hash prefix, not the key). */
@@ -94,7 +79,7 @@ export class OrgKeyring {
     const cacheKey = `${orgId}\0${purpose}`
     const hit = this.#cache.get(cacheKey)
     if (hit) return hit
-    let row = await db.selectFrom('org_key').select(['wrapped', 'master_key_id'])
+    let row = await db.selectFrom('org_key').select(['wrapped', 'master_key_id', 'vault'])
       .where('org_id', '=', orgId).where('purpose', '=', purpose).where('destroyed_at', 'is', null)
       .executeTakeFirst()
     if (!row) {
@@ -104,13 +89,25 @@ export class OrgKeyring {
       // An org created before this key existed: create it now. A concurrent creator wins the
       // unique index; we then read theirs.
       await this.#insert(db, orgId, purpose).catch(() => undefined)
-      row = await db.selectFrom('org_key').select(['wrapped', 'master_key_id'])
+      row = await db.selectFrom('org_key').select(['wrapped', 'master_key_id', 'vault'])
         .where('org_id', '=', orgId).where('purpose', '=', purpose).where('destroyed_at', 'is', null)
         .executeTakeFirstOrThrow()
     }
-    const key = unwrapKey(this.#masterFor(row.master_key_id), orgId, purpose, row.wrapped)
+    const outer = unwrapKey(this.#masterFor(row.master_key_id), orgId, purpose, row.wrapped)
+    const key = row.vault === 1 ? await this.#openInner(orgId, outer) : outer
     this.#cache.set(cacheKey, key)
     return key
+  }
+
+  /** The inner layer: the org key sealed under the org's KEK. A KEK no longer in the vault means the org was shredded. */
+  async #openInner(orgId: string, inner: Buffer): Promise<Buffer> {
+    if (!this.vault) throw new Error('this org key is sealed in a key vault: set TOLLGATE_KEY_VAULT_DIR to the vault it was created with')
+    try {
+      return await this.vault.open(orgId, inner.toString('utf8'))
+    } catch (err) {
+      if (err instanceof KekMissing) throw new OrgKeyDestroyed()
+      throw err
+    }
   }
 
   /** HMAC-SHA-256 of a prompt under the org key, base64url (43 chars). */
@@ -127,6 +124,20 @@ export class OrgKeyring {
     if (this.#pseudonyms.size >= 10_000) this.#pseudonyms.clear()
     this.#pseudonyms.set(cacheKey, p)
     return p
+  }
+
+  /**
+   * The pseudonym, or undefined when the org's keys cannot be opened any more (OrgKeyDestroyed: a
+   * terminated org, or a shredded one in a restored backup), for audit entries about a person that
+   * go to each of their orgs' chains: a shredded org's chain takes none.
+   */
+  async livePseudonym(orgId: string, principalId: string, db?: Kysely<DB>): Promise<string | undefined> {
+    try {
+      return await this.pseudonym(orgId, principalId, db)
+    } catch (err) {
+      if (err instanceof OrgKeyDestroyed) return undefined
+      throw err
+    }
   }
 
   /**
@@ -153,13 +164,41 @@ export class OrgKeyring {
   /**
    * Crypto-shreds every key of the org inside the caller's transaction (D13, RIGHTS-2): the
    * wrapped key is cleared and `destroyed_at` set, so fingerprints and pseudonyms under it can
-   * never be computed again. Call `forget(orgId)` once the transaction commits; other instances
+   * never be computed again. Call `shred(orgId)` once the transaction commits; other instances
    * drop their copies with `forgetDestroyed` (a scheduled job).
+   *
+   * The KEK in the vault is deleted only after that commit (`shred`), never inside the
+   * transaction: a rollback must not leave a live org whose keys cannot open. A crash between the
+   * commit and the deletion leaves the rows destroyed with `vault` = 1 — the deletion still
+   * pending — and `shredPending` (a scheduled job) or the purge finishes it.
    */
   async destroy(trx: Kysely<DB>, orgId: string): Promise<number> {
     const r = await trx.updateTable('org_key').set({ wrapped: '', destroyed_at: this.clock.now() })
       .where('org_id', '=', orgId).where('destroyed_at', 'is', null).executeTakeFirst()
     return Number(r.numUpdatedRows)
+  }
+
+  /**
+   * After the transaction that destroyed the org's keys commits: forgets them here and deletes the
+   * org's KEK from the vault (D13: copies of its keys in old backups stop opening), then marks the
+   * destroyed rows done (`vault` = 0). Does nothing to the vault while the org has any live key,
+   * so it is safe to call at any time; idempotent.
+   */
+  async shred(orgId: string, db: Kysely<DB> = this.db): Promise<void> {
+    this.forget(orgId)
+    if (!this.vault) return
+    const rows = await db.selectFrom('org_key').select('destroyed_at').where('org_id', '=', orgId).where('vault', '=', 1).execute()
+    if (rows.length === 0 || rows.some((r) => r.destroyed_at === null)) return
+    await this.vault.destroy(orgId)
+    await db.updateTable('org_key').set({ vault: 0 }).where('org_id', '=', orgId).where('destroyed_at', 'is not', null).execute()
+  }
+
+  /** Finishes KEK deletions a crash interrupted (destroyed rows still marked `vault` = 1); returns how many orgs. */
+  async shredPending(): Promise<number> {
+    if (!this.vault) return 0
+    const orgs = await this.db.selectFrom('org_key').select('org_id').distinct().where('vault', '=', 1).where('destroyed_at', 'is not', null).execute()
+    for (const { org_id } of orgs) await this.shred(org_id)
+    return orgs.length
   }
 
   /** Drops from memory the keys of orgs whose keys another instance destroyed; returns how many orgs. */
@@ -191,17 +230,26 @@ export class OrgKeyring {
    * CRYPTO-2: re-wraps every live org key and the instance key still wrapped under a previous
    * master key under the current one, row by row — each a conditional UPDATE (`master_key_id`
    * unchanged), so concurrent rewraps or instances never clobber each other, and instances that
-   * hold both keys serve throughout. The unwrapped keys are unchanged: fingerprints, pseudonyms
+   * hold both keys serve throughout. Only the outer (master) layer changes: a key sealed in the
+   * vault stays sealed under the same KEK. With a vault configured, keys made before it (master
+   * only) are sealed in it too (D13). The unwrapped keys are unchanged: fingerprints, pseudonyms
    * and sealed data stay valid. Returns how many rows moved.
    */
   async rewrap(): Promise<{ orgKeys: number; instanceKeys: number; remaining: number }> {
     let orgKeys = 0
-    const rows = await this.db.selectFrom('org_key').select(['id', 'org_id', 'purpose', 'wrapped', 'master_key_id'])
-      .where('destroyed_at', 'is', null).where('master_key_id', '!=', this.master.id).execute()
+    const rows = await this.db.selectFrom('org_key').select(['id', 'org_id', 'purpose', 'wrapped', 'master_key_id', 'vault'])
+      .where('destroyed_at', 'is', null)
+      .where((eb) => this.vault ? eb.or([eb('master_key_id', '!=', this.master.id), eb('vault', '=', 0)]) : eb('master_key_id', '!=', this.master.id))
+      .execute()
     for (const r of rows) {
-      const plain = unwrapKey(this.#masterFor(r.master_key_id), r.org_id, r.purpose, r.wrapped)
-      const u = await this.db.updateTable('org_key').set({ wrapped: wrapKey(this.master, r.org_id, r.purpose, plain), master_key_id: this.master.id })
-        .where('id', '=', r.id).where('master_key_id', '=', r.master_key_id).where('destroyed_at', 'is', null).executeTakeFirst()
+      let plain = unwrapKey(this.#masterFor(r.master_key_id), r.org_id, r.purpose, r.wrapped)
+      let vault = r.vault
+      if (this.vault && vault === 0) {
+        plain = Buffer.from(await this.vault.seal(r.org_id, plain), 'utf8')
+        vault = 1
+      }
+      const u = await this.db.updateTable('org_key').set({ wrapped: wrapKey(this.master, r.org_id, r.purpose, plain), master_key_id: this.master.id, vault })
+        .where('id', '=', r.id).where('master_key_id', '=', r.master_key_id).where('vault', '=', r.vault).where('destroyed_at', 'is', null).executeTakeFirst()
       orgKeys += Number(u.numUpdatedRows)
     }
     let instanceKeys = 0
@@ -217,10 +265,13 @@ export class OrgKeyring {
     return { orgKeys, instanceKeys, remaining: Number(left.n) }
   }
 
+  /** A new org key: sealed under the org's KEK when a vault is configured, then wrapped under the master key. */
   async #insert(db: Kysely<DB>, orgId: string, purpose: OrgKeyPurpose): Promise<void> {
+    const plain = randomBytes(32)
+    const inner = this.vault ? Buffer.from(await this.vault.seal(orgId, plain), 'utf8') : plain
     await db.insertInto('org_key').values({
-      id: newId(), org_id: orgId, purpose, wrapped: wrapKey(this.master, orgId, purpose, randomBytes(32)),
-      master_key_id: this.master.id, created_at: this.clock.now(), destroyed_at: null,
+      id: newId(), org_id: orgId, purpose, wrapped: wrapKey(this.master, orgId, purpose, inner),
+      master_key_id: this.master.id, vault: this.vault ? 1 : 0, created_at: this.clock.now(), destroyed_at: null,
     }).execute()
   }
 }

@@ -79,7 +79,8 @@ export async function deleteAccount(d: RightsDeps, userId: string, requestId: st
     await trx.deleteFrom('user').where('id', '=', userId).execute()
     return { ok: true, terminated: soleMember }
   })
-  if (result.ok) for (const orgId of result.terminated) d.keyring.forget(orgId)
+  // D13: after the commit, as for a termination by an OWNER (a failure is retried by the org_keks_destroyed job).
+  if (result.ok) for (const orgId of result.terminated) await d.keyring.shred(orgId).catch(() => undefined)
   return result
 }
 

@@ -1,6 +1,7 @@
 import type { Kysely } from 'kysely'
 import { INSTANCE_CHAIN, withAudit, type AuditLog } from '../audit/audit.ts'
 import type { Clock } from '../core/clock.ts'
+import type { OrgKeyring } from '../privacy/org-keys.ts'
 import type { DB } from '../storage/schema.ts'
 
 /** The most a terminated org's data may outlive its termination (RIGHTS-2). */
@@ -38,6 +39,7 @@ export class OrgPurge {
     private readonly db: Kysely<DB>,
     private readonly clock: Clock,
     private readonly audit: AuditLog,
+    private readonly keyring: OrgKeyring,
     private readonly settings: PurgeSettings,
   ) {
     if (settings.delayMs < 0 || settings.delayMs > MAX_PURGE_DELAY_MS) throw new Error('purge delay must be 0 to 30 days')
@@ -60,6 +62,9 @@ export class OrgPurge {
       const claimed = await trx.updateTable('org').set((eb) => ({ terminated_at: eb.ref('terminated_at') }))
         .where('id', '=', orgId).where('terminated_at', 'is not', null).executeTakeFirst()
       if (Number(claimed.numUpdatedRows) !== 1) return false
+      // D13: the org's KEK leaves the vault before the rows that record it is pending (a crash
+      // after termination may have left it); if that fails, nothing is purged and the next run retries.
+      await this.keyring.shred(orgId, trx)
       for (const table of tables) await trx.deleteFrom(table as 'decision').where('org_id', '=', orgId).execute()
       await trx.deleteFrom('audit_checkpoint').where('chain_id', '=', orgId).execute()
       await trx.deleteFrom('audit_event').where('chain_id', '=', orgId).execute()

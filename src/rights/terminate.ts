@@ -26,12 +26,14 @@ export interface TerminatedBy {
  * them can never be computed again, so its audit entries and any copy in a backup are unlinkable.
  * The rest of its rows go with the retention job (`purge.ts`). Audited as `org_terminated` in
  * the instance chain (the org's own chain is deleted with the org). Call
- * `keyring.forget(orgId)` once the transaction commits.
+ * `keyring.shred(orgId)` once the transaction commits: it forgets the keys and deletes the org's
+ * KEK from the key vault, so copies of its keys in old backups stop opening too (D13).
  */
 export async function terminateOrgIn(trx: Kysely<DB>, d: RightsDeps, orgId: string, by: TerminatedBy): Promise<number> {
   const now = d.clock.now()
-  // The actor's pseudonym under the org key, computed before the key is destroyed (then unlinkable).
-  const actorId = await d.keyring.pseudonym(orgId, by.userId, trx)
+  // The actor's pseudonym under the org key, computed before the key is destroyed (then unlinkable);
+  // none when the key is already gone (a shredded org brought back by a restore, D13, terminated again).
+  const actorId = (await d.keyring.livePseudonym(orgId, by.userId, trx)) ?? null
   const marked = await trx.updateTable('org').set({ terminated_at: now }).where('id', '=', orgId).where('terminated_at', 'is', null).executeTakeFirst()
   if (Number(marked.numUpdatedRows) !== 1) throw new TollgateError('not_found')
   await trx.updateTable('api_key').set({ revoked_at: now }).where('org_id', '=', orgId)

@@ -19,6 +19,12 @@ export interface OrgKeyTable {
   purpose: string
   wrapped: string
   master_key_id: string
+  /**
+   * 1: `wrapped` holds the key sealed under the org's KEK in the key vault, then wrapped under the
+   * master key (D13); 0: wrapped under the master key only. On a destroyed row, 1 means the KEK's
+   * deletion is still pending (OrgKeyring.shred).
+   */
+  vault: number
   created_at: number
   destroyed_at: number | null
 }

@@ -26,6 +26,11 @@ const s = (setting: string, value: LiveSetting['value'], unit?: string): LiveSet
 const configured = (on: boolean) => (on ? 'configured' : 'not configured')
 const none = (): LiveSetting[] => []
 
+/** D13: how far destroying an org's keys reaches on this instance. */
+const keyVault = (i: TrustInstance) => s('TOLLGATE_KEY_VAULT_DIR', i.keyVault
+  ? 'configured: destroying an org’s keys also makes its data in older backups unreadable'
+  : 'not configured: destroying an org’s keys reaches the live database only; backups taken before stay readable until they age out')
+
 const sessions = (i: TrustInstance) => [
   s('TOLLGATE_SESSION_MAX_AGE_S', i.identity.sessionMaxAgeS, 'seconds'),
   s('TOLLGATE_SESSION_ROTATE_S', i.identity.sessionRotateS, 'seconds'),
@@ -171,10 +176,10 @@ export const PROMISES: readonly TrustPromise[] = [
     settings: (i) => [s('TOLLGATE_STEP_UP_WINDOW_S', i.identity.stepUpWindowS, 'seconds')] },
   { id: 'RIGHTS-2', area: 'Data rights', status: 'kept', checks: ['database', 'master_key'],
     text: 'A person can delete their account and personal data at once, and an owner can close an org: its keys stop at once, its per-org keys are destroyed, and all its data is gone within 30 days.',
-    settings: () => [s('org data deleted after termination', 'at most 30', 'days')] },
+    settings: (i) => [s('org data deleted after termination', 'at most 30', 'days'), keyVault(i)] },
   { id: 'RIGHTS-3', area: 'Data rights', status: 'kept', checks: ['database', 'master_key'],
     text: 'Nothing is stored unless a person chooses to: an org opts in to a workspace, where each person’s saved outputs are encrypted with the org’s own key, readable and deletable one by one only by them, and temporary ones expire after 24 hours.',
-    settings: () => [s('workspace', 'off unless an OWNER turns it on'), s('temporary artifacts expire after', 24, 'hours')] },
+    settings: (i) => [s('workspace', 'off unless an OWNER turns it on'), s('temporary artifacts expire after', 24, 'hours'), keyVault(i)] },
 
   // Encryption and backups
   { id: 'CRYPTO-1', area: 'Encryption and backups', status: 'kept', checks: ['transport'],

@@ -1,7 +1,11 @@
 import assert from 'node:assert/strict'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { dirname, join } from 'node:path'
 import { test } from 'node:test'
 import { withAudit } from '../../src/audit/audit.ts'
-import { masterKeyFromHex } from '../../src/privacy/org-keys.ts'
+import { masterKeyFromHex, OrgKeyDestroyed } from '../../src/privacy/org-keys.ts'
+import { FileKeyVault } from '../../src/privacy/vault.ts'
 import { DIALECTS, OPERATOR, storageWorld, storesOn, uniqueSlug, type StorageWorld } from '../contract/storage-world.ts'
 
 /**
@@ -90,5 +94,32 @@ for (const dialect of DIALECTS) {
     for (const id of orgIds) await assert.rejects(oldOnly.keyring.key(id), 'the old master key opens no org key any more')
     await assert.rejects(oldOnly.keyring.instanceKey('csrf'))
     await assert.rejects(after.keyring.key(gone))
+  })
+}
+
+for (const dialect of DIALECTS) {
+  test(`CRYPTO-2 D13: with a key vault, rewrap moves only the master layer of vault-sealed keys, and seals keys made before the vault in it; derived values unchanged [${dialect}]`, async (t) => {
+    const vaultDir = join(mkdtempSync(join(tmpdir(), 'tollgate-rot-vault-')), 'keks')
+    t.after(() => rmSync(dirname(vaultDir), { recursive: true, force: true }))
+    const before = await storageWorld(t, dialect, { masterKeyHex: OLD })
+    if (!before) return
+    const legacy = (await before.orgs.create(uniqueSlug('legacy'), OPERATOR))!.id
+    const withVault = storesOn(t, before.place, { masterKeyHex: OLD, vaultDir })
+    const sealed = (await withVault.orgs.create(uniqueSlug('sealed'), OPERATOR))!.id
+    const baseline = await derived(withVault, [legacy, sealed])
+    const rows = () => before.database.db.selectFrom('org_key').select(['org_id', 'vault', 'master_key_id']).orderBy('org_id').execute()
+    assert.deepEqual((await rows()).map((r) => [r.org_id === sealed, r.vault]).sort(), [[false, 0], [false, 0], [true, 1], [true, 1]])
+
+    const rotating = storesOn(t, before.place, { masterKeyHex: NEW, previousMasterKeysHex: [OLD], vaultDir })
+    assert.deepEqual(await derived(rotating, [legacy, sealed]), baseline)
+    const moved = await rotating.keyring.rewrap()
+    assert.equal(moved.orgKeys, 4, 'both orgs moved under the new master key; the legacy one also sealed in the vault')
+    assert.equal(moved.remaining, 0)
+    assert.ok((await rows()).every((r) => r.vault === 1 && r.master_key_id === masterKeyFromHex(NEW).id))
+    assert.deepEqual(await derived(storesOn(t, before.place, { masterKeyHex: NEW, vaultDir }), [legacy, sealed]), baseline, 'the new master key and the vault open everything')
+    await assert.rejects(storesOn(t, before.place, { masterKeyHex: NEW }).keyring.key(sealed), /TOLLGATE_KEY_VAULT_DIR/, 'the master key alone no longer opens them')
+    // The legacy org is now shreddable too: its KEK gone, a fresh instance cannot open its keys.
+    await new FileKeyVault(vaultDir).destroy(legacy)
+    await assert.rejects(storesOn(t, before.place, { masterKeyHex: NEW, vaultDir }).keyring.key(legacy), OrgKeyDestroyed)
   })
 }

@@ -59,7 +59,7 @@ export const CLASSIFICATION: Readonly<Record<string, Readonly<Record<string, Ent
   tollgate_migration: { name: ['migration', 'the migration file name, e.g. 0001-foundation'], timestamp: 'migration' },
   tollgate_migration_lock: { id: 'migration', is_locked: 'migration' },
   org: { id: 'id', slug: 'slug', created_at: 'timestamp', terminated_at: 'timestamp' },
-  org_key: { id: 'id', org_id: 'fk', purpose: 'enum', wrapped: 'wrapped-key', master_key_id: 'id', created_at: 'timestamp', destroyed_at: 'timestamp' },
+  org_key: { id: 'id', org_id: 'fk', purpose: 'enum', wrapped: 'wrapped-key', master_key_id: 'id', vault: 'flag', created_at: 'timestamp', destroyed_at: 'timestamp' },
   api_key: {
     id: 'id', org_id: 'fk', environment: 'enum', user_id: 'fk', label: 'label', secret_hash: 'hash', created_at: 'timestamp',
     expires_at: 'timestamp', revoked_at: 'timestamp', last_used_at: 'timestamp', replaced_by: 'fk', created_by_type: 'enum',

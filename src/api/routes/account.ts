@@ -88,7 +88,9 @@ export function registerAccountRoutes(app: FastifyInstance, d: AccountRouteDeps)
     if (!org) throw new TollgateError('not_found')
     if ((request.body as { confirm: string }).confirm !== org.slug) throw new TollgateError('confirmation_mismatch', undefined, 'body.confirm')
     const at = await withAudit(d.db, (trx) => terminateOrgIn(trx, d, orgId, { userId: request.principal!.userId, requestId: request.id }))
-    d.keyring.forget(orgId)
+    // D13: the org's KEK leaves the vault now that the termination is committed; a failure here is
+    // retried (and logged) by the org_keks_destroyed job — the termination stands either way.
+    await d.keyring.shred(orgId).catch(() => undefined)
     return { terminated_at: iso(at), purge_by: iso(at + d.orgPurgeDelayMs) }
   })
 }

@@ -11,6 +11,7 @@ import { backupSlots } from './0009-backup-slots.ts'
 import { idempotentEffects } from './0010-idempotent-effects.ts'
 import { artifacts } from './0011-artifacts.ts'
 import { decisionReason } from './0012-decision-reason.ts'
+import { orgKeyVault } from './0013-org-key-vault.ts'
 
 /**
  * Frozen migrations, in order. A migration, once released, never changes: a later change is a
@@ -28,6 +29,7 @@ const MIGRATIONS: Record<string, (d: Dialect) => Migration> = {
   '0010-idempotent-effects': idempotentEffects,
   '0011-artifacts': artifacts,
   '0012-decision-reason': decisionReason,
+  '0013-org-key-vault': orgKeyVault,
 }
 
 /** Every migration's name, in order. */
