@@ -37,7 +37,8 @@ import { createLogger, safeError, type Logger } from './observe/log.ts'
 import { Metrics } from './observe/metrics.ts'
 import { OrgStore } from './orgs/orgs.repo.ts'
 import { masterKeyFromHex, OrgKeyring, type MasterKey } from './privacy/org-keys.ts'
-import { FileKeyVault } from './privacy/vault.ts'
+import { FileKeyVault, type KeyVault } from './privacy/vault.ts'
+import { AwsKmsKeyVault } from './privacy/aws-kms-vault.ts'
 import { UpstreamHttp } from './providers/http.ts'
 import { ProviderRegistry } from './providers/registry.ts'
 import { MemoryLimitStore, RedisLimitStore, type LimitStore } from './ratelimit/limiter.ts'
@@ -123,7 +124,7 @@ export function trustInstance(config: Config, storage: 'sqlite' | 'postgres', ca
     mail: config.mail.smtpUrl ? 'smtp' : 'log',
     opsSecret: config.ops.secret !== undefined,
     masterKey: config.masterKey ? 'setting' : 'generated',
-    keyVault: config.keyVaultDir !== undefined,
+    keyVault: keyVaultKind(config),
     limits: {
       authPerMin: config.limits.authPerMin, interceptPerMin: config.limits.interceptPerMin, apiPerMin: config.limits.apiPerMin,
       idempotencyTtlS: config.limits.idempotencyTtlS, idempotencyLockS: config.limits.idempotencyLockS,
@@ -221,6 +222,21 @@ function developmentKeyFile(config: Config, name: string, log: Logger, event: st
   return readFileSync(path, 'utf8').trim()
 }
 
+/** The key vault (D13): a directory of KEK files, AWS KMS, or none. */
+export function keyVaultKind(config: Config): 'file' | 'aws-kms' | undefined {
+  return config.keyVaultDir !== undefined ? 'file' : config.keyVaultKms !== undefined ? 'aws-kms' : undefined
+}
+
+function keyVaultOf(config: Config): KeyVault | undefined {
+  if (config.keyVaultDir !== undefined) return new FileKeyVault(config.keyVaultDir)
+  const k = config.keyVaultKms
+  if (k === undefined) return undefined
+  return new AwsKmsKeyVault({
+    region: k.region, endpoint: k.endpoint, aliasPrefix: k.aliasPrefix, deletionWindowDays: k.deletionWindowDays,
+    credentials: k.accessKeyId && k.secretAccessKey ? { accessKeyId: k.accessKeyId, secretAccessKey: k.secretAccessKey.reveal() } : undefined,
+  })
+}
+
 /** Master keys being rotated out (CRYPTO-2): they still unwrap, never wrap. */
 export function previousMasterKeys(config: Config): MasterKey[] {
   return (config.previousMasterKeys?.reveal() ?? '').split(',').map((k) => k.trim()).filter((k) => k !== '').map(masterKeyFromHex)
@@ -289,7 +305,7 @@ export async function buildStores(config: Config, opts: BuildOptions = {}): Prom
   const audit = new AuditLog(clock, db.dialect)
   const checkpoints = new Checkpointer(db.db, clock, AuditSigner.fromFile(config.audit.signingKeyFile), { everyEvents: config.audit.checkpointEvents, everyMs: config.audit.checkpointS * 1000 })
   audit.checkpointer = checkpoints
-  const keyring = new OrgKeyring(db.db, loadMasterKey(config, log), clock, previousMasterKeys(config), config.keyVaultDir === undefined ? undefined : new FileKeyVault(config.keyVaultDir))
+  const keyring = new OrgKeyring(db.db, loadMasterKey(config, log), clock, previousMasterKeys(config), keyVaultOf(config))
   const orgs = new OrgStore(db.db, clock, audit, keyring)
   const keys = new KeyStore(db.db, clock, audit, (err) => log.warn({ err: safeError(err) }, 'last_used_at update failed'))
   return {

@@ -125,6 +125,7 @@ export function masterKeyCheck(config: Config): DoctorCheck {
 
 /** D13: whether terminating an org reaches its data in older backups (a key vault outside the data dir). */
 export function keyVaultCheck(host: DoctorHost, config: Config): DoctorCheck {
+  if (config.keyVaultKms) return { id: 'key_vault', status: 'ok', message: `key vault on AWS KMS (${config.keyVaultKms.region}): one KMS key per org, scheduled for deletion at termination` }
   const dir = config.keyVaultDir
   const fix = 'set TOLLGATE_KEY_VAULT_DIR to a 0700 directory outside the data dir and its backups (shared storage with several instances)'
   if (dir === undefined) {

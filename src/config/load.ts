@@ -38,6 +38,8 @@ export interface Config {
   readonly previousMasterKeys: Secret | undefined
   /** TOLLGATE_KEY_VAULT_DIR: per-org key-encryption keys outside the database and its backups (D13); unset = no vault. */
   readonly keyVaultDir: string | undefined
+  /** TOLLGATE_KEY_VAULT_AWS_KMS_*: the key vault on AWS KMS instead (one KMS key per org); unset = not used. */
+  readonly keyVaultKms: { readonly region: string; readonly endpoint: string | undefined; readonly aliasPrefix: string; readonly deletionWindowDays: number; readonly accessKeyId: string | undefined; readonly secretAccessKey: Secret | undefined } | undefined
   readonly providers: {
     readonly upstreams: Readonly<Record<Environment, Readonly<Partial<Record<UpstreamProvider, UpstreamConfig>>>>>
     readonly routes: readonly { readonly pattern: string; readonly provider: ProviderName }[]
@@ -171,6 +173,17 @@ export function loadConfig(env: Record<string, string | undefined>, cwd = proces
     v.split(',').every((k) => /^[0-9a-fA-F]{64}$/.test(k.trim())) ? undefined : 'must be 64-hex-character keys separated by commas')
   const keyVault = r.optional('TOLLGATE_KEY_VAULT_DIR', 'Directory of per-org key-encryption keys (D13), outside the data dir and its backups; shared storage when several instances run. Set: terminating an org also makes its data in old backups unreadable. Unset: crypto-shredding reaches the live database only.')
   const keyVaultDir = keyVault === undefined ? undefined : resolve(cwd, keyVault)
+  const kmsRegion = r.optional('TOLLGATE_KEY_VAULT_AWS_KMS_REGION', 'The key vault on AWS KMS (D13): one KMS key per org, shared by every instance, scheduled for deletion when the org is terminated. The region (e.g. eu-west-1); unset = not used. Not with TOLLGATE_KEY_VAULT_DIR.')
+  const kmsEndpoint = r.optional('TOLLGATE_KEY_VAULT_AWS_KMS_ENDPOINT', 'Endpoint URL of a KMS-compatible service (a VPC endpoint, LocalStack); unset: AWS KMS in the region.', httpUrl)
+  const kmsAliasPrefix = r.string('TOLLGATE_KEY_VAULT_AWS_KMS_ALIAS_PREFIX', 'alias/tollgate/', 'Alias prefix of the per-org KMS keys (the org id follows).')
+  const kmsDeletionDays = r.int('TOLLGATE_KEY_VAULT_AWS_KMS_DELETION_DAYS', 7, 'days', 'Waiting period AWS applies before deleting a terminated org\'s KMS key (7-30); the key is unusable from the termination on.', 7, 30)
+  const kmsAccessKeyId = r.optional('TOLLGATE_KEY_VAULT_AWS_ACCESS_KEY_ID', 'Access key id for KMS; unset uses the AWS SDK default credential chain (environment, instance role).')
+  const kmsSecret = r.secret('TOLLGATE_KEY_VAULT_AWS_SECRET_ACCESS_KEY', 'Secret access key for TOLLGATE_KEY_VAULT_AWS_ACCESS_KEY_ID.')
+  if ((kmsAccessKeyId === undefined) !== (kmsSecret === undefined)) r.problems.push('TOLLGATE_KEY_VAULT_AWS_ACCESS_KEY_ID and TOLLGATE_KEY_VAULT_AWS_SECRET_ACCESS_KEY must be set together (or neither).')
+  if (kmsRegion !== undefined && keyVaultDir !== undefined) r.problems.push('Set one key vault: TOLLGATE_KEY_VAULT_DIR or TOLLGATE_KEY_VAULT_AWS_KMS_REGION, not both.')
+  if (kmsRegion !== undefined && !/^[a-z]{2}(-[a-z]+)+-\d+$/.test(kmsRegion)) r.problems.push('TOLLGATE_KEY_VAULT_AWS_KMS_REGION: an AWS region name such as eu-west-1.')
+  const keyVaultKms = kmsRegion === undefined ? undefined
+    : { region: kmsRegion, endpoint: kmsEndpoint, aliasPrefix: kmsAliasPrefix, deletionWindowDays: kmsDeletionDays, accessKeyId: kmsAccessKeyId, secretAccessKey: kmsSecret }
   // D14: in production, a database or cache that is not on this host must be reached over TLS.
   if (mode === 'production' && databaseUrl && !tlsOrLocal(databaseUrl.reveal(), (u) => /^(require|verify-ca|verify-full)$/.test(u.searchParams.get('sslmode') ?? ''))) {
     r.problems.push('TOLLGATE_DATABASE_URL points at another host without TLS: add ?sslmode=verify-full (or require) in production mode.')
@@ -311,6 +324,7 @@ export function loadConfig(env: Record<string, string | undefined>, cwd = proces
     masterKey,
     previousMasterKeys,
     keyVaultDir,
+    keyVaultKms,
     providers: { upstreams, routes, models, timeoutMs, idleTimeoutMs, maxConnections },
     decisions: { batchMax },
     identity: {

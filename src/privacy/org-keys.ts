@@ -101,7 +101,7 @@ export class OrgKeyring {
 
   /** The inner layer: the org key sealed under the org's KEK. A KEK no longer in the vault means the org was shredded. */
   async #openInner(orgId: string, inner: Buffer): Promise<Buffer> {
-    if (!this.vault) throw new Error('this org key is sealed in a key vault: set TOLLGATE_KEY_VAULT_DIR to the vault it was created with')
+    if (!this.vault) throw new Error('this org key is sealed in a key vault: configure the key vault it was created with (TOLLGATE_KEY_VAULT_DIR or TOLLGATE_KEY_VAULT_AWS_KMS_REGION)')
     try {
       return await this.vault.open(orgId, inner.toString('utf8'))
     } catch (err) {

@@ -32,7 +32,7 @@ export interface TrustInstance {
   /** The master key comes from TOLLGATE_MASTER_KEY (`setting`) or a development file in the data dir. */
   readonly masterKey: 'setting' | 'generated'
   /** D13: whether per-org KEKs are kept in a key vault (TOLLGATE_KEY_VAULT_DIR), so shredding reaches old backups. */
-  readonly keyVault: boolean
+  readonly keyVault: 'file' | 'aws-kms' | undefined
   readonly limits: {
     readonly authPerMin: number
     readonly interceptPerMin: number

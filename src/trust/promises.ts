@@ -27,8 +27,8 @@ const configured = (on: boolean) => (on ? 'configured' : 'not configured')
 const none = (): LiveSetting[] => []
 
 /** D13: how far destroying an org's keys reaches on this instance. */
-const keyVault = (i: TrustInstance) => s('TOLLGATE_KEY_VAULT_DIR', i.keyVault
-  ? 'configured: destroying an org’s keys also makes its data in older backups unreadable'
+const keyVault = (i: TrustInstance) => s('key vault', i.keyVault
+  ? `${i.keyVault === 'file' ? 'TOLLGATE_KEY_VAULT_DIR' : 'AWS KMS'}: destroying an org’s keys also makes its data in older backups unreadable`
   : 'not configured: destroying an org’s keys reaches the live database only; backups taken before stay readable until they age out')
 
 const sessions = (i: TrustInstance) => [

@@ -7,7 +7,7 @@ import type { Clock } from '../../src/core/clock.ts'
 import { KeyStore } from '../../src/keys/keys.repo.ts'
 import { OrgStore } from '../../src/orgs/orgs.repo.ts'
 import { masterKeyFromHex, OrgKeyring } from '../../src/privacy/org-keys.ts'
-import { FileKeyVault } from '../../src/privacy/vault.ts'
+import { FileKeyVault, type KeyVault } from '../../src/privacy/vault.ts'
 import { openDatabase, type Database, type Dialect } from '../../src/storage/database.ts'
 import { migrateToLatest } from '../../src/storage/migrations/index.ts'
 import { TEST_MASTER_KEY } from '../helpers/app.ts'
@@ -67,19 +67,19 @@ export function openPlace(t: TestContext, place: Place): Database {
 }
 
 /** The stores as one instance would build them, over an already-migrated place. */
-export function storesOn(t: TestContext, place: Place, opts: { clock?: Clock; masterKeyHex?: string; previousMasterKeysHex?: readonly string[]; vaultDir?: string } = {}): StorageWorld {
+export function storesOn(t: TestContext, place: Place, opts: { clock?: Clock; masterKeyHex?: string; previousMasterKeysHex?: readonly string[]; vaultDir?: string; vault?: KeyVault } = {}): StorageWorld {
   const database = openPlace(t, place)
   const clock = opts.clock ?? { now: () => Date.now() }
   const audit = new AuditLog(clock, place.dialect)
   const keyring = new OrgKeyring(database.db, masterKeyFromHex(opts.masterKeyHex ?? TEST_MASTER_KEY), clock, (opts.previousMasterKeysHex ?? []).map(masterKeyFromHex),
-    opts.vaultDir === undefined ? undefined : new FileKeyVault(opts.vaultDir))
+    opts.vault ?? (opts.vaultDir === undefined ? undefined : new FileKeyVault(opts.vaultDir)))
   const orgs = new OrgStore(database.db, clock, audit, keyring)
   const keys = new KeyStore(database.db, clock, audit)
   return { place, database, clock, audit, keyring, orgs, keys }
 }
 
 /** A fresh, migrated database with the stores on top. */
-export async function storageWorld(t: TestContext, dialect: Dialect, opts: { clock?: Clock; masterKeyHex?: string; vaultDir?: string } = {}): Promise<StorageWorld | undefined> {
+export async function storageWorld(t: TestContext, dialect: Dialect, opts: { clock?: Clock; masterKeyHex?: string; vaultDir?: string; vault?: KeyVault } = {}): Promise<StorageWorld | undefined> {
   const place = await freshPlace(t, dialect)
   if (!place) return undefined
   const world = storesOn(t, place, opts)
