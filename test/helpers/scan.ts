@@ -9,13 +9,25 @@ import { gunzipSync } from 'node:zlib'
  * security-tests T01–T03). A "nothing leaked" verdict is only worth something when the same
  * scanner has found planted decoys, so every caller plants positive controls and asserts them.
  *
- * Markers:   TGC-<run>-W<seq>-<16 hex>            workload (prompts, attachments, headers, …)
- *            TGC-<run>-W<seq>-Ωé漢字🙂-<16 hex>     workload, non-ASCII (hits \u escaping, UTF-16)
- *            TGC<run>K<seq>x<12 hex>              workload, alphanumeric only (key-shaped values)
- *            TGC-<run>-D<seq>-<16 hex>            decoys planted by positive controls
+ * Markers:   TGC-<run>-W<seq>-<16 rnd>            workload (prompts, attachments, headers, …)
+ *            TGC-<run>-W<seq>-Ωé漢字🙂-<16 rnd>     workload, non-ASCII (hits \u escaping, UTF-16)
+ *            TGC<run>K<seq>x<12 rnd>              workload, alphanumeric only (key-shaped values)
+ *            TGC-<run>-D<seq>-<16 rnd>            decoys planted by positive controls
+ * <rnd> is random consonants (4 bits each, no digits, no vowels): random hex digits sometimes read
+ * as a card or phone number, and vowels as words — and the PII detector or the safety screen would
+ * then change a path's decision (a flaky "expected allowed").
  * plus, searched on their own, secrets the run issued (API keys) and decoy secrets (T03).
  * The run id is random per run, so nothing from another run (or the test's source) can match.
  */
+const LETTERS = 'bcdfghjklmnpqrst'
+
+/** `bytes` random bytes as consonants, two per byte (as hex would be, without digits or vowels). */
+export function randomLetters(bytes: number): string {
+  let out = ''
+  for (const b of randomBytes(bytes)) out += LETTERS[b >> 4]! + LETTERS[b & 15]!
+  return out
+}
+
 export type Family = 'workload' | 'workload-key' | 'secret' | 'control'
 
 export interface MarkerInfo {
@@ -32,7 +44,7 @@ export class Markers {
   readonly all = new Map<string, MarkerInfo>()
   #seq = 0
 
-  constructor(run = randomBytes(4).toString('hex')) {
+  constructor(run = randomLetters(4)) {
     this.run = run
   }
 
@@ -42,7 +54,7 @@ export class Markers {
   }
 
   #hex(): string {
-    return randomBytes(8).toString('hex')
+    return randomLetters(8)
   }
 
   /** An ASCII workload marker. */
@@ -57,7 +69,7 @@ export class Markers {
 
   /** A workload marker of letters and digits only, at most 31 characters (fits a key's base62 secret). */
   alnum(label: string): string {
-    return this.#add(`TGC${this.run}K${++this.#seq}x${randomBytes(6).toString('hex')}`, 'workload-key', label)
+    return this.#add(`TGC${this.run}K${++this.#seq}x${randomLetters(6)}`, 'workload-key', label)
   }
 
   /** A decoy for a positive control (optionally with the non-ASCII middle part). */
