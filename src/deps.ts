@@ -338,9 +338,9 @@ export async function buildDeps(config: Config, opts: BuildOptions = {}): Promis
   const classifier = opts.classifier ?? buildClassifier(config, upstreamHttp, log, metrics)
   const holds = new ChallengeHolds(clock, { ttlMs: config.challenge.ttlS * 1000, maxAttempts: config.challenge.attempts, maxHolds: config.challenge.maxHolds })
   const orgSettings = new OrgSettingsStore(db.db, clock, stores.audit)
-  // A member's role for policy matching (a role change applies within 30 s) and an org's choice
-  // of LLM classification (within 5 s), read on every AI request: cached briefly.
-  const roleOf = cachedFor(clock, 30_000, ([orgId, userId]: [string, string]) => stores.users.role(userId, orgId).then((r) => r ?? null))
+  // A member's role and team for policy matching (a role or team change applies within 30 s) and
+  // an org's choice of LLM classification (within 5 s), read on every AI request: cached briefly.
+  const memberOf = cachedFor(clock, 30_000, ([orgId, userId]: [string, string]) => stores.users.member(userId, orgId).then((m) => m ?? null))
   const llmModeOf = cachedFor(clock, 5_000, ([orgId]: [string]) => orgSettings.get(orgId).then((s) => s.classifierLlm))
   const id = config.identity
   const sessions = new SessionStore(db.db, clock, {
@@ -395,7 +395,7 @@ export async function buildDeps(config: Config, opts: BuildOptions = {}): Promis
     ...buildFriction(config, upstreamHttp, log),
     // An org's choice of LLM classification, cached briefly (a change applies within 5 s).
     classifierLlmOf: (orgId: string) => llmModeOf([orgId]),
-    roleOf: async (orgId: string, userId: string | null) => (userId === null ? null : roleOf([orgId, userId])),
+    memberOf: async (orgId: string, userId: string | null) => (userId === null ? null : memberOf([orgId, userId])),
     idempotency,
     jobs,
     alerts, alertWebhooks,

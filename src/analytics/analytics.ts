@@ -7,7 +7,7 @@ import { DAY, monthSpans, periodOf, recentPeriods, spanId, type Granularity, typ
 
 /**
  * Cohort analytics over decision records (AUDIT-4, RBAC-3): fixed cohorts only — the org, its
- * environments, calendar periods. Per-person rows are read from the database (grouped by the
+ * environments, its teams (each record's decision-time team), calendar periods. Per-person rows are read from the database (grouped by the
  * actor pseudonym, to count distinct people) and never leave this module: responses carry only
  * suppressed sums (cube.ts). Each month is decided as one block (its month, week and day cells
  * together) on its own records, so a cell reads the same whatever granularity and number of
@@ -30,9 +30,9 @@ export interface PeriodOf<T> {
 export class Analytics {
   constructor(private readonly db: Kysely<DB>, readonly k = K) {}
 
-  /** Requests and distinct people per period and scope. */
-  async requests(orgId: string, g: Granularity, count: number, now: number): Promise<Array<PeriodOf<TotalsFigures>>> {
-    return this.#months(g, count, now, async (month, spans) => overTime(await this.#rows(orgId, month, undefined), spans, this.k))
+  /** Requests and distinct people per period and scope; with `byTeam`, also per team (those of the period's month). */
+  async requests(orgId: string, g: Granularity, count: number, now: number, byTeam = false): Promise<Array<PeriodOf<TotalsFigures>>> {
+    return this.#months(g, count, now, async (month, spans) => overTime(await this.#rows(orgId, month, undefined), spans, this.k, byTeam))
   }
 
   /** Decisions per value of one dimension, per period and scope, with the scope totals. */
@@ -61,12 +61,12 @@ export class Analytics {
   async challenges(orgId: string, g: Granularity, count: number, now: number): Promise<Array<PeriodOf<ChallengeFigures>>> {
     return this.#months(g, count, now, async (month, spans) => {
       const rows = await this.db.selectFrom('decision')
-        .select(['environment', 'actor_id', 'passed', dayOf(month).as('day')])
+        .select(['environment', 'actor_id', 'cohort', 'passed', dayOf(month).as('day')])
         .select((eb) => [eb.fn.countAll<number | string>().as('n'), eb.fn.sum<number | string | null>('reasoning_score').as('s')])
         .where('org_id', '=', orgId).where('created_at', '>=', month.start).where('created_at', '<', month.end)
-        .groupBy(['environment', 'actor_id', 'passed', dayOf(month)]).execute()
+        .groupBy(['environment', 'actor_id', 'cohort', 'passed', dayOf(month)]).execute()
       return challenges(rows.map((r) => ({
-        day: Number(r.day), environment: r.environment, actor: r.actor_id, requests: Number(r.n), scoreSum: Number(r.s ?? 0),
+        day: Number(r.day), environment: r.environment, actor: r.actor_id, team: r.cohort, requests: Number(r.n), scoreSum: Number(r.s ?? 0),
         value: r.passed === null ? NONE : Number(r.passed) === 1 ? 'passed' : 'failed',
       })), spans, this.k)
     })
@@ -86,19 +86,19 @@ export class Analytics {
     return periods.map((p) => ({ ...p, scopes: blocks.get(periodOf('month', p.start).start)!.get(spanId(g, p))! }))
   }
 
-  /** One month's contributions per (day, environment, value, person): read here, summed in cube.ts. */
+  /** One month's contributions per (day, environment, value, person, team): read here, summed in cube.ts. */
   async #rows(orgId: string, month: Period, dim: Dimension | undefined): Promise<Contribution[]> {
     const base = this.db.selectFrom('decision')
       .where('org_id', '=', orgId).where('created_at', '>=', month.start).where('created_at', '<', month.end)
     if (dim === undefined) {
-      const rows = await base.select(['environment', 'actor_id', dayOf(month).as('day')]).select((eb) => eb.fn.countAll<number | string>().as('n'))
-        .groupBy(['environment', 'actor_id', dayOf(month)]).execute()
-      return rows.map((r) => ({ day: Number(r.day), environment: r.environment, value: NONE, actor: r.actor_id, requests: Number(r.n) }))
+      const rows = await base.select(['environment', 'actor_id', 'cohort', dayOf(month).as('day')]).select((eb) => eb.fn.countAll<number | string>().as('n'))
+        .groupBy(['environment', 'actor_id', 'cohort', dayOf(month)]).execute()
+      return rows.map((r) => ({ day: Number(r.day), environment: r.environment, value: NONE, actor: r.actor_id, team: r.cohort, requests: Number(r.n) }))
     }
     const col = COLUMN[dim]
-    const rows = await base.select(['environment', 'actor_id', `${col} as value`, dayOf(month).as('day')]).select((eb) => eb.fn.countAll<number | string>().as('n'))
-      .groupBy(['environment', 'actor_id', col, dayOf(month)]).execute()
-    return rows.map((r) => ({ day: Number(r.day), environment: r.environment, value: r.value === null ? NONE : String(r.value), actor: r.actor_id, requests: Number(r.n) }))
+    const rows = await base.select(['environment', 'actor_id', 'cohort', `${col} as value`, dayOf(month).as('day')]).select((eb) => eb.fn.countAll<number | string>().as('n'))
+      .groupBy(['environment', 'actor_id', 'cohort', col, dayOf(month)]).execute()
+    return rows.map((r) => ({ day: Number(r.day), environment: r.environment, value: r.value === null ? NONE : String(r.value), actor: r.actor_id, team: r.cohort, requests: Number(r.n) }))
   }
 }
 

@@ -16,6 +16,13 @@ import { K, suppress, type Atom, type Cell, type Family, type Nest } from './sup
  *
  * Every report first decides the block's totals (per period and scope) from the same records by
  * the same rules, then pins them: a total is shown or hidden alike in every report.
+ *
+ * Teams (a fixed cohort: the member's team when each request was decided) are part of every
+ * block: each team's total sits under the org's total at every (time, environment), its atoms the
+ * team's share of each (day, environment, value). So a team's figure, the org's and every
+ * report's cells are floored, guarded and audited together, and pinned like the totals. A person
+ * who changed teams within the month is in each team they had requests in. The teams of a block
+ * are those in its month's records.
  */
 export const SCOPES = ['all', 'sandbox', 'production'] as const
 export type Scope = (typeof SCOPES)[number]
@@ -32,6 +39,8 @@ export interface Contribution {
   /** The breakdown value (an outcome, a domain…); `none` when the record has none. */
   readonly value: string
   readonly actor: string | null
+  /** The actor's team when the request was decided (a cohort id), or null. */
+  readonly team?: string | null
   readonly requests: number
   /** Sum of reasoning scores (challenge reports). */
   readonly scoreSum?: number
@@ -72,6 +81,28 @@ const SEP = '\u0000'
 const cellId = (t: string, e: string, v: string) => `${t}|${e}|${v}`
 /** The totals' node on every report's value axis: pinned to the same id. */
 const TOTAL = 't'
+/** A team's total: a node of the value axis under TOTAL (`t` and report nodes never start so). */
+const teamNode = (team: string) => `team:${team}`
+/** A leaf of the value axis is a (value, team) pair; records of no team carry NO_TEAM (a team id is never empty). */
+const NO_TEAM = ''
+const leaf = (value: string, team: string) => `${value}\u0001${team}`
+
+/** The teams in a block's records, sorted. */
+const teamsIn = (rows: readonly Contribution[]) => [...new Set(rows.flatMap((r) => (r.team ? [r.team] : [])))].sort()
+
+/** A report's value axis split by team, with each team's total nested in the report's TOTAL. */
+function withTeams(values: Axis, teams: readonly string[]): Axis {
+  const all = [...teams, NO_TEAM]
+  const total = values.nodes.find((n) => n.id === TOTAL)!
+  return {
+    nodes: [
+      ...values.nodes.map((n) => ({ id: n.id, leaves: n.leaves.flatMap((l) => all.map((t) => leaf(l, t))) })),
+      ...teams.map((t) => ({ id: teamNode(t), leaves: total.leaves.map((l) => leaf(l, t)) })),
+    ],
+    families: values.families,
+    nests: [...values.nests, ...teams.map((t) => [teamNode(t), TOTAL] as const)],
+  }
+}
 
 interface Block {
   readonly m: Map<string, AtomSum>
@@ -84,14 +115,14 @@ function block(rows: readonly Contribution[], spans: readonly Span[], values: Ax
   const m = new Map<string, AtomSum>()
   for (const r of rows) {
     if (!(ENVS as readonly string[]).includes(r.environment)) continue
-    const id = [r.day, r.environment, value(r)].join(SEP)
+    const id = [r.day, r.environment, leaf(value(r), r.team ?? NO_TEAM)].join(SEP)
     const a = m.get(id) ?? { people: new Set<string>(), requests: 0, scoreSum: 0 }
     if (r.actor !== null) a.people.add(r.actor)
     a.requests += r.requests
     a.scoreSum += r.scoreSum ?? 0
     m.set(id, a)
   }
-  const axes = [timeAxis(spans), ENV_AXIS, values] as const
+  const axes = [timeAxis(spans), ENV_AXIS, withTeams(values, teamsIn(rows))] as const
   const cells = new Map<string, readonly string[]>()
   for (const t of axes[0].nodes) for (const e of axes[1].nodes) for (const v of axes[2].nodes) {
     const atoms: string[] = []
@@ -131,18 +162,25 @@ export function totalsShown(rows: readonly Contribution[], spans: readonly Span[
 
 export interface TotalsFigures {
   readonly environment: Scope
+  /** Present on a team's figures only (the org's have none). */
+  readonly team?: string
   readonly requests: Figure
   readonly people: Figure
 }
 
-/** Requests and distinct people per span and scope. */
-export function overTime(rows: readonly Contribution[], spans: readonly Span[], k = K): Map<string, TotalsFigures[]> {
+/** Requests and distinct people per span and scope; with `byTeam`, then per team and scope (the month's teams). */
+export function overTime(rows: readonly Contribution[], spans: readonly Span[], k = K, byTeam = false): Map<string, TotalsFigures[]> {
   const b = totalsBlock(rows, spans, k)
-  return perSpan(spans, (t, s) => {
-    const id = cellId(t, s, TOTAL)
+  const figures = (t: string, s: Scope, node: string): { requests: Figure; people: Figure } => {
+    const id = cellId(t, s, node)
     const show = b.shown.has(id)
-    return { environment: s, requests: show ? sum(b, id, (a) => a.requests) : HIDDEN, people: show ? peopleIn(b, id) : HIDDEN }
-  })
+    return { requests: show ? sum(b, id, (a) => a.requests) : HIDDEN, people: show ? peopleIn(b, id) : HIDDEN }
+  }
+  const teams = byTeam ? teamsIn(rows) : []
+  return new Map(spans.map((sp): [string, TotalsFigures[]] => [sp.id, [
+    ...SCOPES.map((s) => ({ environment: s, ...figures(sp.id, s, TOTAL) })),
+    ...teams.flatMap((team) => SCOPES.map((s) => ({ environment: s, team, ...figures(sp.id, s, teamNode(team)) }))),
+  ]]))
 }
 
 export interface BreakdownFigures {

@@ -7,7 +7,7 @@ export type DecisionRecord = DecisionTable
 export const DECISION_COLUMNS = [
   'id', 'org_id', 'environment', 'key_id', 'actor_id', 'request_id', 'endpoint', 'model', 'provider', 'outcome', 'status',
   'error_code', 'stream', 'input_tokens', 'output_tokens', 'attachment_count', 'attachment_types', 'prompt_fingerprint',
-  'domain', 'intent', 'friction', 'passed', 'reasoning_score', 'rule_id', 'reason', 'finding_codes', 'classifier', 'classify_ms',
+  'domain', 'intent', 'friction', 'passed', 'reasoning_score', 'rule_id', 'reason', 'cohort', 'finding_codes', 'classifier', 'classify_ms',
   'policy_ms', 'auth_ms', 'upstream_ms', 'total_ms', 'created_at', 'completed_at',
 ] as const satisfies readonly (keyof DecisionTable)[]
 

@@ -54,8 +54,8 @@ export interface GatewayDeps {
   readonly questions: QuestionSource
   /** The org's choice of LLM classification (GW-3), or null for the instance setting. */
   readonly classifierLlmOf: (orgId: string) => Promise<LlmModeSetting | null>
-  /** The role of a key's member in its org (the policy may match on it), or null. */
-  readonly roleOf: (orgId: string, userId: string | null) => Promise<string | null>
+  /** The role and team of a key's member in its org (the policy may match on both), or null. */
+  readonly memberOf: (orgId: string, userId: string | null) => Promise<{ readonly role: string; readonly team: string | null } | null>
   /** LIMIT-3: attachment count and decoded sizes, checked before anything is decoded. */
   readonly attachmentLimits: AttachmentLimits
 }
@@ -118,7 +118,8 @@ async function decideAndAnswer(req: AiRequest, d: GatewayDeps, reply: AiReply, t
   const facts = await trace.time('classify', () => classify(request, req.signal, d, model, llm))
   trace.facts = facts
   // Step 5: the org's policy for this environment turns the facts into a decision (GW-4, pure).
-  const subject = { role: await d.roleOf(who.orgId, who.userId), cohorts: [], environment: who.environment }
+  // The member's team is the request's cohort (GW-4), the one its record keeps (set at admission).
+  const subject = { role: (await d.memberOf(who.orgId, who.userId))?.role ?? null, cohorts: trace.cohort === null ? [] : [trace.cohort], environment: who.environment }
   const decision = trace.timeSync('policy', () => evaluatePolicy(policy.document, facts, subject))
   trace.decision = decision
   const screen = decision.output.screen ? { doc: policy.document } : undefined
@@ -149,6 +150,7 @@ async function admit(req: AiRequest, d: GatewayDeps, reply: AiReply, trace: Trac
   }
   trace.key = who.value
   trace.actorId = actorId
+  trace.cohort = (await d.memberOf(who.value.orgId, who.value.userId))?.team ?? null
   if (!d.environments.includes(who.value.environment)) {
     await stopRecorded(req.wire, trace, d, reply, { code: 'environment_not_served' })
     return undefined
@@ -291,6 +293,7 @@ export async function rejectAiRequest(req: Omit<AiRequest, 'body'>, code: ErrorC
   if (actorId === undefined) return sendError(req.wire, trace, reply, { code: 'invalid_api_key' })
   trace.key = who.value
   trace.actorId = actorId
+  trace.cohort = (await d.memberOf(who.value.orgId, who.value.userId))?.team ?? null
   return stopRecorded(req.wire, trace, d, reply, { code })
 }
 

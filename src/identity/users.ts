@@ -76,9 +76,14 @@ export class UserStore {
   }
 
   async role(userId: string, orgId: string): Promise<Role | undefined> {
-    const row = await this.db.selectFrom('membership').innerJoin('org', 'org.id', 'membership.org_id').select('membership.role')
+    return (await this.member(userId, orgId))?.role
+  }
+
+  /** A live membership's role and team (a cohort id the policy may match on), if any. */
+  async member(userId: string, orgId: string): Promise<{ role: Role; team: string | null } | undefined> {
+    const row = await this.db.selectFrom('membership').innerJoin('org', 'org.id', 'membership.org_id').select(['membership.role', 'membership.team'])
       .where('membership.user_id', '=', userId).where('membership.org_id', '=', orgId).where('org.terminated_at', 'is', null).executeTakeFirst()
-    return row?.role as Role | undefined
+    return row && { role: row.role as Role, team: row.team }
   }
 }
 

@@ -8,6 +8,8 @@ export interface Member {
   readonly userId: string
   readonly email: string
   readonly role: Role
+  /** A cohort id the policy's `cohorts` match, or null. */
+  readonly team: string | null
   readonly joinedAt: number
 }
 
@@ -20,9 +22,9 @@ export class MemberStore {
 
   async list(orgId: string): Promise<Member[]> {
     const rows = await this.db.selectFrom('membership').innerJoin('user', 'user.id', 'membership.user_id')
-      .select(['user.id', 'user.email', 'membership.role', 'membership.created_at']).where('membership.org_id', '=', orgId)
+      .select(['user.id', 'user.email', 'membership.role', 'membership.team', 'membership.created_at']).where('membership.org_id', '=', orgId)
       .orderBy('membership.created_at').orderBy('user.id').execute()
-    return rows.map((r) => ({ userId: r.id, email: r.email, role: r.role as Role, joinedAt: r.created_at }))
+    return rows.map((r) => ({ userId: r.id, email: r.email, role: r.role as Role, team: r.team, joinedAt: r.created_at }))
   }
 
   async get(trx: Kysely<DB>, orgId: string, userId: string): Promise<Role | undefined> {
@@ -44,6 +46,11 @@ export class MemberStore {
     if (current === 'OWNER' && role !== 'OWNER') await this.#keepAnOwner(trx, orgId)
     await trx.updateTable('membership').set({ role }).where('org_id', '=', orgId).where('user_id', '=', userId).execute()
     return true
+  }
+
+  /** Sets or clears a member's team inside the caller's transaction (the gateway sees it within 30 s). */
+  async setTeam(trx: Kysely<DB>, orgId: string, userId: string, team: string | null): Promise<void> {
+    await trx.updateTable('membership').set({ team }).where('org_id', '=', orgId).where('user_id', '=', userId).execute()
   }
 
   async remove(trx: Kysely<DB>, orgId: string, userId: string): Promise<boolean> {

@@ -22,7 +22,7 @@ export interface AccountExport {
   readonly format: 'tollgate-account-export/1'
   readonly exported_at: string
   readonly user: { id: string; email: string; created_at: string; disabled_at: string | null }
-  readonly memberships: Array<{ org_id: string; org_slug: string; role: string; since: string; pseudonym: string }>
+  readonly memberships: Array<{ org_id: string; org_slug: string; role: string; team: string | null; since: string; pseudonym: string }>
   readonly identities: Array<{ provider: string; org_id: string | null; created_at: string }>
   readonly sessions: Array<{ id: string; kind: string; org_id: string | null; created_at: string; last_seen_at: string; expires_at: string; ended_at: string | null; end_reason: string | null; current: boolean }>
   readonly passkeys: Array<{ id: string; transports: string | null; backed_up: boolean; created_at: string; last_used_at: string | null }>
@@ -46,7 +46,7 @@ export async function exportAccount(d: { readonly db: Kysely<DB>; readonly keyri
   const user = await db.selectFrom('user').selectAll().where('id', '=', userId).executeTakeFirst()
   if (!user) return undefined
   const memberships = await db.selectFrom('membership').innerJoin('org', 'org.id', 'membership.org_id')
-    .select(['org.id', 'org.slug', 'membership.role', 'membership.created_at']).where('membership.user_id', '=', userId).where('org.terminated_at', 'is', null)
+    .select(['org.id', 'org.slug', 'membership.role', 'membership.team', 'membership.created_at']).where('membership.user_id', '=', userId).where('org.terminated_at', 'is', null)
     .orderBy('org.slug').execute()
   const keys = await db.selectFrom('api_key').selectAll().where('user_id', '=', userId).orderBy('created_at').orderBy('id').execute()
 
@@ -96,7 +96,7 @@ export async function exportAccount(d: { readonly db: Kysely<DB>; readonly keyri
     format: 'tollgate-account-export/1',
     exported_at: iso(d.now),
     user: { id: user.id, email: user.email, created_at: iso(user.created_at), disabled_at: isoOrNull(user.disabled_at) },
-    memberships: memberships.map((m) => ({ org_id: m.id, org_slug: m.slug, role: m.role, since: iso(m.created_at), pseudonym: pseudonyms.get(m.id)! })),
+    memberships: memberships.map((m) => ({ org_id: m.id, org_slug: m.slug, role: m.role, team: m.team, since: iso(m.created_at), pseudonym: pseudonyms.get(m.id)! })),
     identities: identities.map((i) => ({ provider: i.provider, org_id: i.org_id, created_at: iso(i.created_at) })),
     sessions: sessions.map((s) => ({
       id: s.id, kind: s.kind, org_id: s.org_id, created_at: iso(s.created_at), last_seen_at: iso(s.last_seen_at), expires_at: iso(s.absolute_expires_at),

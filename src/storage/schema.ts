@@ -82,6 +82,8 @@ export interface DecisionTable {
   rule_id: string | null
   /** The reason code the stop was answered with (a policy rule's validated label), if any. */
   reason: string | null
+  /** The key member's team when the request was decided (a cohort id), or null. */
+  cohort: string | null
   finding_codes: string | null
   classifier: string | null
   classify_ms: number | null
@@ -230,6 +232,8 @@ export interface MembershipTable {
   org_id: string
   user_id: string
   role: string
+  /** The member's team: a cohort id (policy COHORT pattern) or null. */
+  team: string | null
   created_at: number
 }
 

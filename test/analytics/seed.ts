@@ -22,6 +22,8 @@ export interface Spec {
   readonly ruleId?: string | null
   readonly passed?: 0 | 1 | null
   readonly score?: number | null
+  /** The person's team when the request was decided (decision.cohort). */
+  readonly team?: string | null
 }
 
 export async function seedDecisions(tg: TestApp, orgId: string, keyIds: { sandbox: string; production: string }, specs: readonly Spec[]): Promise<Seeded> {
@@ -35,7 +37,7 @@ export async function seedDecisions(tg: TestApp, orgId: string, keyIds: { sandbo
       error_code: s.status === 429 ? 'rate_limited' : s.outcome === 'blocked' ? 'blocked_by_policy' : null, stream: 0, input_tokens: 12, output_tokens: 40,
       attachment_count: 0, attachment_types: null, prompt_fingerprint: null, domain: s.domain === undefined ? 'coding' : s.domain,
       intent: s.intent === undefined ? 'do_it' : s.intent, friction: null, passed: s.passed ?? null, reasoning_score: s.score ?? null,
-      rule_id: s.ruleId ?? null, reason: null, finding_codes: null, classifier: 'embedded', classify_ms: 1, policy_ms: 0.1, auth_ms: 0.2, upstream_ms: 10,
+      rule_id: s.ruleId ?? null, reason: null, cohort: s.team ?? null, finding_codes: null, classifier: 'embedded', classify_ms: 1, policy_ms: 0.1, auth_ms: 0.2, upstream_ms: 10,
       total_ms: 12, created_at: s.at, completed_at: s.at + 12,
     }
     rows.push(row)

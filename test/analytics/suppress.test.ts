@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import fc from 'fast-check'
-import { breakdown, challenges, HIDDEN, overTime, SCOPES, type BreakdownFigures, type Contribution, type Figure } from '../../src/analytics/cube.ts'
+import { breakdown, challenges, HIDDEN, overTime, SCOPES, type BreakdownFigures, type Contribution, type Figure, type TotalsFigures } from '../../src/analytics/cube.ts'
 import { monthSpans, type Span } from '../../src/analytics/periods.ts'
 import { suppress } from '../../src/analytics/suppress.ts'
 import { assertSafe, leaks, type Shown } from './attacker.ts'
@@ -180,4 +180,108 @@ test('RBAC-3: complementary suppression hides the next-smallest part; the floor 
   assert.deepEqual([...suppress(plan)].sort(), ['T', 'X'])
   // A total of 4 people is itself "<5": nothing is shown.
   assert.deepEqual([...suppress({ ...plan, atoms: [{ id: 'x', people: ppl(0, 2) }, { id: 'y', people: ppl(2, 1) }, { id: 'z', people: ppl(3, 1) }] })], [])
+})
+
+// ---- teams (a fixed cohort: the member's team when each request was decided) ----
+
+const TEAMS = ['red', 'blue', 'green'] as const
+interface TeamRec extends Rec { team: string | null }
+
+/**
+ * The population above with teams: each person is in no team or in one, and some move to another
+ * mid-month (churn: a record carries the team it was decided under, so a mover is in two teams).
+ */
+const teamed = population.chain((recs) => {
+  const persons = [...new Set(recs.flatMap((r) => (r.person === null ? [] : [r.person])))]
+  const plan = fc.array(fc.record({ from: fc.option(fc.constantFrom(...TEAMS), { nil: null }), to: fc.option(fc.constantFrom(...TEAMS), { nil: null }), moveOn: fc.integer({ min: 0, max: 31 }) }), { minLength: persons.length, maxLength: persons.length })
+  return fc.tuple(plan, fc.option(fc.constantFrom(...TEAMS), { nil: null })).map(([p, keyless]) => recs.map((r): TeamRec => {
+    if (r.person === null) return { ...r, team: keyless }
+    const t = p[persons.indexOf(r.person)]!
+    return { ...r, team: r.day < t.moveOn ? t.from : t.to }
+  }))
+})
+
+const teamAtom = (day: number, env: string, value: string, team: string | null) => `${day}|${env}|${value}|${team ?? ''}`
+const teamPeople = (recs: readonly TeamRec[]) => {
+  const m = new Map<string, Set<string>>()
+  for (const r of recs) {
+    const a = teamAtom(r.day, r.env, r.value, r.team)
+    const s = m.get(a) ?? new Set<string>()
+    if (r.person !== null) s.add(`p${r.person}`)
+    m.set(a, s)
+  }
+  return m
+}
+const teamContributions = (recs: readonly TeamRec[]): Contribution[] => recs.map((r) => ({ ...contributions([r])[0]!, team: r.team }))
+
+/** Every published figure of a month with teams: the breakdown (org cells) and the per-team totals, as the attacker reads them. */
+function teamRows(breakdownFigures: ReadonlyMap<string, readonly BreakdownFigures[]>, totals: ReadonlyMap<string, readonly TotalsFigures[]>, spans: readonly Span[]) {
+  const teamsOf = [...TEAMS, null]
+  const atoms = (span: Span, scope: string, values: readonly string[], teams: ReadonlyArray<string | null>) =>
+    span.days.flatMap((d) => envsOf(scope).flatMap((e) => values.flatMap((v) => teams.map((t) => teamAtom(d, e, v, t)))))
+  const cells: Shown[] = []
+  const nests: Array<[string, string]> = []
+  const add = (span: Span, scope: string, x: string, values: readonly string[], teams: ReadonlyArray<string | null>, figure: Figure, within?: string) => {
+    const id = `${span.id}|${scope}|${x}`
+    cells.push({ id, atoms: atoms(span, scope, values, teams), shown: isShown(figure) })
+    if (within) nests.push([id, `${span.id}|${scope}|${within}`])
+    if (scope !== 'all') nests.push([id, `${span.id}|all|${x}`])
+    for (const a of ancestors(span, spans)) nests.push([id, `${a}|${scope}|${x}`])
+  }
+  for (const span of spans) {
+    for (const f of breakdownFigures.get(span.id)!) {
+      add(span, f.environment, 't', VALUES, teamsOf, f.total)
+      for (const c of f.cells) add(span, f.environment, c.value, [c.value], teamsOf, c.requests, 't')
+    }
+    for (const f of totals.get(span.id)!) if (f.team !== undefined) {
+      assert.equal(f.requests === HIDDEN, f.people === HIDDEN, 'a team\'s requests and people are shown together')
+      add(span, f.environment, `team:${f.team}`, VALUES, [f.team], f.requests, 't')
+    }
+  }
+  return { cells, nests }
+}
+
+test('RBAC-3: property — with random teams and churn (people moving between teams mid-month), a month\'s team figures read together with the org\'s breakdown at every granularity show no cell of <5 people and single out no one', () => {
+  let teamShown = 0
+  let teamHidden = 0
+  fc.assert(fc.property(teamed, (recs) => {
+    const rows = teamContributions(recs)
+    const figures = breakdown(rows, VALUES, MONTH)
+    const totals = overTime(rows, MONTH, undefined, true)
+    // Teams listed are those in the month's records; shown figures are the true sums and distinct people.
+    const present = [...new Set(recs.flatMap((r) => (r.team === null ? [] : [r.team])))].sort()
+    for (const span of MONTH) {
+      const listed = totals.get(span.id)!.filter((f) => f.team !== undefined)
+      assert.deepEqual([...new Set(listed.map((f) => f.team))].sort(), present)
+      for (const f of listed) {
+        const mine = recs.filter((r) => r.team === f.team && span.days.includes(r.day) && envsOf(f.environment).includes(r.env))
+        if (f.requests !== HIDDEN) {
+          teamShown++
+          assert.equal(f.requests, mine.reduce((s, r) => s + r.n, 0))
+          assert.equal(f.people, new Set(mine.flatMap((r) => (r.person === null ? [] : [r.person]))).size)
+        } else if (mine.length > 0) teamHidden++
+      }
+      // The org's figures are the same with or without the team entries.
+      assert.deepEqual(totals.get(span.id)!.filter((f) => f.team === undefined), overTime(rows, MONTH).get(span.id))
+    }
+    const { cells, nests } = teamRows(figures, totals, MONTH)
+    assertSafe(teamPeople(recs), cells, nests)
+  }), { numRuns: RUNS })
+  assert.ok(teamShown > 0 && teamHidden > 0, `team figures both shown (${teamShown}) and hidden (${teamHidden})`)
+})
+
+test('RBAC-3: positive control for teams — a team figure published next to the org total singles out the one person outside the team; the module hides it', () => {
+  // Day 1: five people in red, one person (p9) in no team. Org total (6 people) minus red (5) = p9.
+  const recs: TeamRec[] = [
+    ...Array.from({ length: 5 }, (_, i): TeamRec => ({ person: i, day: 0, env: 'production', value: 'a', n: 1, team: 'red' })),
+    { person: 9, day: 0, env: 'production', value: 'a', n: 3, team: null },
+  ]
+  const day = MONTH.find((s) => s.id.startsWith('day:') && s.days[0] === 0)!
+  const naive = [
+    { id: 'org', atoms: [teamAtom(0, 'production', 'a', 'red'), teamAtom(0, 'production', 'a', null)], shown: true },
+    { id: 'red', atoms: [teamAtom(0, 'production', 'a', 'red')], shown: true },
+  ]
+  assert.throws(() => assertSafe(teamPeople(recs), naive, [['red', 'org']]), /single out|differ by/)
+  const totals = overTime(teamContributions(recs), MONTH, undefined, true).get(day.id)!
+  assert.deepEqual(totals.filter((f) => f.environment === 'production').map((f) => [f.team ?? 'org', f.requests]), [['org', 8], ['red', HIDDEN]])
 })

@@ -36,7 +36,7 @@ export const VALID: Record<string, (c: Ctx) => Promise<Valid>> = {
   'DELETE /api/me/passkeys/:id': async (c) => ({ params: { id: await passkeyFor(c.tg, c.owner.userId) }, ok: 200 }),
   'POST /api/me/step-up/options': async () => ({ params: {}, body: {}, ok: 200 }),
   'POST /api/me/step-up': async () => ({ params: {}, body: {} }),
-  'PATCH /api/orgs/:org/members/:user': async (c) => ({ params: { user: (await newUser(c.tg, c.orgId, 'MEMBER')).userId }, body: { role: 'ANALYST' }, ok: 200 }),
+  'PATCH /api/orgs/:org/members/:user': async (c) => ({ params: { user: (await newUser(c.tg, c.orgId, 'MEMBER')).userId }, body: { role: 'ANALYST', team: 'students' }, ok: 200 }),
   'DELETE /api/orgs/:org/members/:user': async (c) => ({ params: { user: (await newUser(c.tg, c.orgId, 'MEMBER')).userId }, ok: 200 }),
   'POST /api/orgs/:org/members/:user/end-sessions': async (c) => {
     const u = await newUser(c.tg, c.orgId, 'MEMBER')

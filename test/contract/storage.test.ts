@@ -62,7 +62,7 @@ function decisionRow(orgId: string, i: number, at: number): DecisionRecord {
     endpoint: '/v1/messages', model: 'claude-sonnet-4-5', provider: 'anthropic', outcome: 'allowed', status: 200,
     error_code: null, stream: i % 2, input_tokens: i, output_tokens: 2 * i, attachment_count: 0, attachment_types: null,
     prompt_fingerprint: null, domain: 'math', intent: 'learn', friction: 'allow', passed: null, reasoning_score: null,
-    rule_id: null, reason: null, finding_codes: null, classifier: 'embedded', classify_ms: 1.5, policy_ms: 0.25, auth_ms: 0.5,
+    rule_id: null, reason: null, cohort: null, finding_codes: null, classifier: 'embedded', classify_ms: 1.5, policy_ms: 0.25, auth_ms: 0.5,
     upstream_ms: 40, total_ms: 42.25, created_at: at, completed_at: at + 42,
   }
 }

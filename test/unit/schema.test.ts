@@ -71,6 +71,7 @@ export const CLASSIFICATION: Readonly<Record<string, Readonly<Record<string, Ent
     input_tokens: 'count', output_tokens: ['count', 'a token count, not the output'], attachment_count: 'count',
     attachment_types: 'code', prompt_fingerprint: ['hmac', 'HMAC-SHA-256 of the prompt under the org key (D1), not the prompt'],
     domain: 'enum', intent: 'enum', friction: 'enum', passed: 'flag', reasoning_score: 'metric', rule_id: 'code', reason: 'code',
+    cohort: ['code', 'the key member\'s team at decision time: a cohort id (policy COHORT pattern, like rule_id), not a person'],
     finding_codes: 'code', classifier: 'enum', classify_ms: 'metric', policy_ms: 'metric', auth_ms: 'metric',
     upstream_ms: 'metric', total_ms: 'metric', created_at: 'timestamp', completed_at: 'timestamp',
   },
@@ -81,7 +82,7 @@ export const CLASSIFICATION: Readonly<Record<string, Readonly<Record<string, Ent
   // Identity (migration 0002-identity).
   user: { id: 'id', email: ['email', 'the one piece of PII (DATA-1)'], created_at: 'timestamp', disabled_at: 'timestamp' },
   user_identity: { subject_hash: 'pseudonym', user_id: 'fk', provider: 'enum', org_id: 'fk', created_at: 'timestamp' },
-  membership: { org_id: 'fk', user_id: 'fk', role: 'enum', created_at: 'timestamp' },
+  membership: { org_id: 'fk', user_id: 'fk', role: 'enum', team: 'code', created_at: 'timestamp' },
   session: {
     id: 'id', user_id: 'fk', token_hash: 'hash', prev_token_hash: 'hash', prev_valid_until: 'timestamp', kind: 'enum', org_id: 'fk',
     created_at: 'timestamp', absolute_expires_at: 'timestamp', idle_timeout_ms: 'metric', last_seen_at: 'timestamp', auth_at: 'timestamp',

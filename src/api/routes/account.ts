@@ -34,7 +34,7 @@ const EXPORT = object({
   format: { type: 'string', enum: ['tollgate-account-export/1'] },
   exported_at: TIME,
   user: object({ id: ID, email: S, created_at: TIME, disabled_at: NULLABLE_TIME }),
-  memberships: LIST(object({ org_id: ID, org_slug: S, role: S, since: TIME, pseudonym: S })),
+  memberships: LIST(object({ org_id: ID, org_slug: S, role: S, team: { type: ['string', 'null'] }, since: TIME, pseudonym: S })),
   identities: LIST(object({ provider: S, org_id: NS, created_at: TIME })),
   sessions: LIST(object({ id: ID, kind: S, org_id: NS, created_at: TIME, last_seen_at: TIME, expires_at: TIME, ended_at: NULLABLE_TIME, end_reason: NS, current: { type: 'boolean' } })),
   passkeys: LIST(object({ id: S, transports: NS, backed_up: { type: 'boolean' }, created_at: TIME, last_used_at: NULLABLE_TIME })),

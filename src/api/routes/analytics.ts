@@ -26,7 +26,8 @@ const FIGURE = { anyOf: [{ type: 'number' }, { type: 'string', enum: [HIDDEN] }]
 const SCOPE = { type: 'string', enum: SCOPES } as const
 const COHORT = { granularity: { type: 'string', enum: GRANULARITIES }, periods: { type: 'string', pattern: '^[1-9][0-9]?$' } } as const
 const QUERY = { type: 'object', additionalProperties: false, properties: COHORT } as const
-const period = (scope: Record<string, unknown>) => object({ start: TIME, end: TIME, scopes: { type: 'array', items: object({ environment: SCOPE, ...scope }) } })
+const period = (scope: Record<string, unknown>, optional: Record<string, unknown> = {}) =>
+  object({ start: TIME, end: TIME, scopes: { type: 'array', items: object({ environment: SCOPE, ...scope, ...optional }, ['environment', ...Object.keys(scope)]) } })
 const HEAD = { granularity: { type: 'string', enum: GRANULARITIES }, k: { type: 'integer' } }
 const WEBHOOK = object({ url: { type: 'string' }, created_at: TIME, updated_at: TIME })
 
@@ -52,13 +53,14 @@ export function registerAnalyticsRoutes(app: FastifyInstance, d: AnalyticsRouteD
   app.get('/api/orgs/:org/analytics/requests', {
     config: { action: 'analytics.read' },
     schema: {
-      summary: 'Requests and distinct people per calendar period (UTC day, week of the month or month), for the org and each environment; "<5" below 5 people.',
-      params: ORG_PARAMS, querystring: QUERY,
-      response: { 200: object({ ...HEAD, periods: { type: 'array', items: period({ requests: FIGURE, people: FIGURE }) } }) },
+      summary: 'Requests and distinct people per calendar period (UTC day, week of the month or month), for the org and each environment — with cohort=team, also for each team (the member\'s team when each request was decided; the teams of that month); "<5" below 5 people.',
+      params: ORG_PARAMS, querystring: { type: 'object', additionalProperties: false, properties: { ...COHORT, cohort: { type: 'string', enum: ['team'] } } },
+      response: { 200: object({ ...HEAD, periods: { type: 'array', items: period({ requests: FIGURE, people: FIGURE }, { team: { type: 'string' } }) } }) },
     },
   }, async (request) => {
     const c = cohort(request)
-    const periods = await d.analytics.requests(access(request).orgId, c.granularity, c.periods, d.clock.now())
+    const byTeam = (request.query as { cohort?: 'team' }).cohort === 'team'
+    const periods = await d.analytics.requests(access(request).orgId, c.granularity, c.periods, d.clock.now(), byTeam)
     return { granularity: c.granularity, k: d.analytics.k, periods: periods.map((p) => ({ ...p, start: iso(p.start), end: iso(p.end) })) }
   })
 

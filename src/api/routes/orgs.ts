@@ -7,6 +7,7 @@ import { ENVIRONMENTS } from '../../core/model.ts'
 import type { SessionStore } from '../../identity/sessions.ts'
 import type { Oidc } from '../../identity/oidc.ts'
 import { normalizeEmail } from '../../identity/users.ts'
+import { COHORT } from '../../policy/document.ts'
 import type { KeyStore } from '../../keys/keys.repo.ts'
 import { LABEL } from '../../keys/keys.repo.ts'
 import type { MailTransport } from '../../mail/mail.ts'
@@ -42,7 +43,9 @@ const KEY = object({
 })
 /** Only in the create and rotate responses: the secret, shown once. */
 const KEY_WITH_SECRET = object({ key: KEY, secret: { type: 'string' } })
-const MEMBER = object({ user_id: ID, email: { type: 'string' }, role: ROLE, joined_at: TIME })
+/** A member's team: a cohort id the policy's `cohorts` match (the policy COHORT pattern), or null. */
+const TEAM = { type: ['string', 'null'], pattern: COHORT.source, maxLength: 64 } as const
+const MEMBER = object({ user_id: ID, email: { type: 'string' }, role: ROLE, team: TEAM, joined_at: TIME })
 const INVITE = object({ id: ID, email: { type: 'string' }, role: ROLE, created_at: TIME, expires_at: TIME })
 const SSO = object({ issuer: { type: 'string' }, client_id: { type: 'string' }, has_client_secret: { type: 'boolean' }, allowed_domains: { type: 'array', items: { type: 'string' } }, updated_at: TIME })
 const AUDIT = object({
@@ -110,25 +113,39 @@ export function registerOrgRoutes(app: FastifyInstance, d: OrgRouteDeps): void {
   // ---- members ----
   app.get('/api/orgs/:org/members', {
     config: { action: 'member.list' },
-    schema: { summary: 'Members and their roles.', params: ORG_PARAMS, response: { 200: object({ members: { type: 'array', items: MEMBER } }) } },
-  }, async (request) => ({ members: (await d.members.list(access(request).orgId)).map((m) => ({ user_id: m.userId, email: m.email, role: m.role, joined_at: iso(m.joinedAt) })) }))
+    schema: { summary: 'Members, their roles and teams.', params: ORG_PARAMS, response: { 200: object({ members: { type: 'array', items: MEMBER } }) } },
+  }, async (request) => ({ members: (await d.members.list(access(request).orgId)).map((m) => ({ user_id: m.userId, email: m.email, role: m.role, team: m.team, joined_at: iso(m.joinedAt) })) }))
 
   const MEMBER_PARAMS = object({ org: ID, user: ID })
   app.patch('/api/orgs/:org/members/:user', {
     config: { action: 'member.role' },
-    schema: { summary: 'Change a member\'s role (the last OWNER cannot be demoted; only an OWNER grants or removes OWNER).', params: MEMBER_PARAMS, body: object({ role: ROLE }), response: { 200: OK } },
+    schema: {
+      summary: 'Change a member\'s role and/or team (the last OWNER cannot be demoted; only an OWNER grants or removes OWNER, or changes an OWNER). A team is a cohort id policies match on; null clears it.',
+      params: MEMBER_PARAMS, body: { ...object({ role: ROLE, team: TEAM }, []), minProperties: 1 }, response: { 200: OK },
+    },
   }, async (request) => {
     const { orgId, role: myRole } = access(request)
     const userId = (request.params as { user: string }).user
-    const role = (request.body as { role: Role }).role
-    await audited(request, orgId, 'privilege_permissions_changed', 'member', await d.keyring.pseudonym(orgId, userId), async (trx) => {
+    const body = request.body as { role?: Role; team?: string | null }
+    const target = await d.keyring.pseudonym(orgId, userId)
+    await withAudit(d.db, async (trx) => {
       const current = await d.members.get(trx, orgId, userId)
       if (!current) throw new TollgateError('not_found')
-      if ((current === 'OWNER' || role === 'OWNER') && myRole !== 'OWNER') throw new TollgateError('forbidden')
-      await d.members.setRole(trx, orgId, userId, role)
+      if ((current === 'OWNER' || body.role === 'OWNER') && myRole !== 'OWNER') throw new TollgateError('forbidden')
+      const a = await actor(request, orgId, trx)
+      const append = (action: string, targetId: string) => d.audit.append(trx, { chainId: orgId, actorType: a.type, actorId: a.id, action, targetType: 'member', targetId, outcome: 'success', requestId: request.id })
+      if (body.role !== undefined) {
+        await d.members.setRole(trx, orgId, userId, body.role)
+        await append('privilege_permissions_changed', target)
+      }
+      if (body.team !== undefined) {
+        await d.members.setTeam(trx, orgId, userId, body.team)
+        // The team is a label (a cohort id), never PII: `-` (not a cohort id) records a cleared team.
+        await append('member_team_changed', `${target}:${body.team ?? '-'}`)
+      }
     })
     // The person's sessions get new tokens on their next request (AUTH-5: rotation on privilege change).
-    await d.sessions.rotateOnNextUse(userId)
+    if (body.role !== undefined) await d.sessions.rotateOnNextUse(userId)
     return { ok: true }
   })
 

@@ -12,6 +12,7 @@ import { idempotentEffects } from './0010-idempotent-effects.ts'
 import { artifacts } from './0011-artifacts.ts'
 import { decisionReason } from './0012-decision-reason.ts'
 import { orgKeyVault } from './0013-org-key-vault.ts'
+import { memberTeams } from './0014-member-teams.ts'
 
 /**
  * Frozen migrations, in order. A migration, once released, never changes: a later change is a
@@ -30,6 +31,7 @@ const MIGRATIONS: Record<string, (d: Dialect) => Migration> = {
   '0011-artifacts': artifacts,
   '0012-decision-reason': decisionReason,
   '0013-org-key-vault': orgKeyVault,
+  '0014-member-teams': memberTeams,
 }
 
 /** Every migration's name, in order. */
