@@ -166,7 +166,8 @@ function buildClassifier(config: Config, http: UpstreamHttp, log: Logger, metric
         log.warn({ event: 'classifier_fallback', provider: e.provider, code: e.code }, 'LLM classifier unavailable: the embedded result stands')
       } }
     : undefined
-  return createClassifier({ embedded: { workers: c.workers }, ...(llm ? { llm } : {}) })
+  // `as_needed`: the model (~165 MB per worker) loads when a policy first needs it, or at start when one already does.
+  return createClassifier({ embedded: { workers: c.workers, preloadModel: c.model === 'always' }, ...(llm ? { llm } : {}) })
 }
 
 /** `load`, remembered per argument list for `ttlMs` (at most 10,000 entries; beyond, it starts over). */

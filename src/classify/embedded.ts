@@ -198,6 +198,10 @@ export class EmbeddedClassifier implements Classifier {
     return this.#warm
   }
 
+  loadModel(): Promise<void> {
+    return this.#pool.modelReady()
+  }
+
   get pool(): EmbedPool {
     return this.#pool
   }

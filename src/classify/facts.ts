@@ -113,7 +113,9 @@ export interface Classifier {
   readonly name: string
   /** `model: false` skips the embedding model (domain, intent tie-break, harm hints, LLM escalation): the rules and PII still run. */
   classify(input: ClassifierInput, opts?: ClassifyOptions): Promise<Facts>
-  /** Resolves once the classifier can answer at full speed (the embedded model loaded). Optional. */
+  /** Resolves once the classifier can answer (with the embedded model, when it is preloaded). Optional. */
   ready?(): Promise<void>
+  /** Loads the embedding model now if it is loaded lazily (a policy needs it). Optional. */
+  loadModel?(): Promise<void>
   close(): Promise<void>
 }

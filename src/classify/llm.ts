@@ -179,6 +179,10 @@ export class LlmClassifier implements Classifier {
     return this.#o.embedded.ready?.() ?? Promise.resolve()
   }
 
+  loadModel(): Promise<void> {
+    return this.#o.embedded.loadModel?.() ?? Promise.resolve()
+  }
+
   /** Whether the embedded facts are uncertain enough to ask the LLM (`low_margin` mode). */
   shouldEscalate(base: Facts, mode: LlmMode = this.#o.mode): boolean {
     if (mode === 'always') return true

@@ -22,8 +22,11 @@ export async function serve(config: Config, proc: ServeProcess, io: Io): Promise
   }
   const deps = await buildDeps(config)
   const app = await buildServer(deps)
-  // The classifier's model and detectors load before the first request, not during it.
+  // The classifier's detectors load before the first request, not during it — and so does its
+  // model when it is needed (TOLLGATE_CLASSIFIER_MODEL=always, or an active policy that uses it);
+  // otherwise the model (~165 MB per worker) loads when a policy first needs it.
   await deps.classifier.ready?.()
+  if (deps.classifierModel === 'as_needed' && await deps.policies.anyActiveNeedsModel()) await deps.classifier.loadModel?.()
   await app.listen({ host: config.server.host, port: config.server.port })
   deps.jobs.start()
   const addr = app.server.address() as AddressInfo

@@ -9,6 +9,7 @@ import type { DB } from '../storage/schema.ts'
 import { DEFAULT_POLICY } from './default-policy.ts'
 import type { PolicyDocument } from './document.ts'
 import { validatePolicy } from './validate.ts'
+import { needsModel } from './evaluate.ts'
 
 /** Row type of the `policy` table (migration 0003-policy). Timestamps in ms since the epoch. */
 export interface PolicyTable {
@@ -224,6 +225,12 @@ export class PolicyStore {
    * (see `cacheTtlMs`); concurrent misses share one read; if the database cannot be read, a
    * stale cached policy keeps being served until it can.
    */
+  /** Whether any org's active policy needs the embedding model (then it is loaded at start). */
+  async anyActiveNeedsModel(): Promise<boolean> {
+    const rows = await this.#db.selectFrom('policy').select('document').where('status', '=', 'active').execute()
+    return rows.some((r) => needsModel(JSON.parse(r.document) as PolicyDocument))
+  }
+
   async activeFor(orgId: string, environment: Environment): Promise<ActivePolicy> {
     const key = `${orgId}\0${environment}`
     const hit = this.#cache.get(key)

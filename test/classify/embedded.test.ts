@@ -145,6 +145,27 @@ test('GW-3: an aborted request stops classification with the abort reason', asyn
   await assert.rejects(classifier.classify(inputOf('hello'), { signal: ac.signal }), /client went away/)
 })
 
+test('GW-3: a lazy pool (preloadModel: false) is ready without the model, classifies without it, and loads it once when a request needs it', async () => {
+  const c = new EmbeddedClassifier({ workers: 1, preloadModel: false })
+  try {
+    await c.ready()
+    assert.equal(c.pool.modelLoaded, false, 'ready without loading the model')
+    const plain = await c.classify(inputOf('Email me at a.b@example.com about the report'), { model: false })
+    assert.ok(plain.pii.some((p) => p.kind === 'EMAIL_ADDRESS'))
+    assert.deepEqual(plain.errors, [])
+    assert.equal(c.pool.modelLoaded, false, 'a request that does not need the model does not load it')
+    const withModel = await c.classify(inputOf('Write a Python function that reverses a linked list.'))
+    assert.equal(c.pool.modelLoaded, true, 'the first request that needs the model loaded it')
+    assert.equal(withModel.domain, 'coding')
+    assert.deepEqual(withModel.errors, [])
+    const loads = c.pool.loadTimes
+    await c.classify(inputOf('Solve 3x + 5 = 20 for x.'))
+    assert.deepEqual(c.pool.loadTimes, loads, 'the model loads once')
+  } finally {
+    await c.close()
+  }
+})
+
 test('GW-3: close() terminates every worker thread and message port (no handles left)', async () => {
   const c = new EmbeddedClassifier({ workers: 2 })
   await c.ready()
