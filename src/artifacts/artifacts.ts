@@ -7,6 +7,7 @@ import type { Actor } from '../keys/keys.repo.ts'
 import type { PolicyDB } from '../policy/policies.repo.ts'
 import type { OrgKeyring } from '../privacy/org-keys.ts'
 import type { DB } from '../storage/schema.ts'
+import { expireEach } from './expire.ts'
 import { ARTIFACT_MAX_BYTES, NEVER, openStored, sealStored, TEMPORARY_TTL_MS, utf8Bytes } from './sealing.ts'
 
 /** What is shown about an artifact without opening it. */
@@ -100,17 +101,10 @@ export class ArtifactStore {
   async purgeExpired(): Promise<number> {
     const now = this.clock.now()
     const due = await this.db.selectFrom('artifact').select(['id', 'org_id']).where('expires_at', '<=', now).orderBy('expires_at').execute()
-    let n = 0
-    for (const { id, org_id: orgId } of due) {
-      const deleted = await withAudit(this.db, async (trx) => {
-        const r = await trx.deleteFrom('artifact').where('id', '=', id).where('expires_at', '<=', now).executeTakeFirst()
-        if (Number(r.numDeletedRows) !== 1) return false
-        await this.audit.append(trx, { chainId: orgId, actorType: 'system', actorId: null, action: 'artifact_expired', targetType: 'artifact', targetId: id, outcome: 'success', requestId: null })
-        return true
-      })
-      if (deleted) n++
-    }
-    return n
+    return expireEach(this.db, this.audit, due, async (trx, id) => {
+      const r = await trx.deleteFrom('artifact').where('id', '=', id).where('expires_at', '<=', now).executeTakeFirst()
+      return Number(r.numDeletedRows) === 1
+    }, { action: 'artifact_expired', targetType: 'artifact' })
   }
 }
 

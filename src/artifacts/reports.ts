@@ -7,6 +7,7 @@ import { newId } from '../core/ids.ts'
 import type { Actor } from '../keys/keys.repo.ts'
 import type { OrgKeyring } from '../privacy/org-keys.ts'
 import type { DB } from '../storage/schema.ts'
+import { expireEach } from './expire.ts'
 import { openStored, REPORT_MAX_AGE_MS, REPORT_MAX_BYTES, sealStored, utf8Bytes } from './sealing.ts'
 
 export const REPORT_OUTCOMES = ['actioned', 'dismissed'] as const
@@ -104,17 +105,10 @@ export class ReportStore {
   async purgeExpired(everyMs: number): Promise<number> {
     const cutoff = this.clock.now() - REPORT_MAX_AGE_MS + everyMs
     const due = await this.db.selectFrom('harm_report').select(['id', 'org_id']).where('created_at', '<=', cutoff).orderBy('created_at').execute()
-    let n = 0
-    for (const { id, org_id: orgId } of due) {
-      const deleted = await withAudit(this.db, async (trx) => {
-        const r = await trx.deleteFrom('harm_report').where('id', '=', id).where('created_at', '<=', cutoff).executeTakeFirst()
-        if (Number(r.numDeletedRows) !== 1) return false
-        await this.audit.append(trx, { chainId: orgId, actorType: 'system', actorId: null, action: 'report_expired', targetType: 'report', targetId: id, outcome: 'success', requestId: null })
-        return true
-      })
-      if (deleted) n++
-    }
-    return n
+    return expireEach(this.db, this.audit, due, async (trx, id) => {
+      const r = await trx.deleteFrom('harm_report').where('id', '=', id).where('created_at', '<=', cutoff).executeTakeFirst()
+      return Number(r.numDeletedRows) === 1
+    }, { action: 'report_expired', targetType: 'report' })
   }
 
   async #remove(orgId: string, id: string, reporterId: string | undefined, action: string, actor: Actor): Promise<boolean> {

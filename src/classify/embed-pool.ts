@@ -109,7 +109,7 @@ export class EmbedPool {
    * it (the default); rejects if none could.
    */
   ready(): Promise<void> {
-    if (this.#slots.some((s) => s.ready && (s.model || !this.#preload))) return Promise.resolve()
+    if (this.#started()) return Promise.resolve()
     if (this.#closed) return Promise.reject(new EmbedError('embed_closed'))
     if (this.#failed || (this.#preload && this.#modelFailed)) return Promise.reject(new EmbedError('model_unavailable'))
     return new Promise((resolve, reject) => {
@@ -120,7 +120,7 @@ export class EmbedPool {
 
   /** Resolves once a worker has the model loaded, asking every worker to load it if none has yet. */
   modelReady(): Promise<void> {
-    if (this.#slots.some((s) => s.model)) return Promise.resolve()
+    if (this.modelLoaded) return Promise.resolve()
     if (this.#closed) return Promise.reject(new EmbedError('embed_closed'))
     if (this.#failed || this.#modelFailed) return Promise.reject(new EmbedError('model_unavailable'))
     return new Promise((resolve, reject) => {
@@ -140,9 +140,14 @@ export class EmbedPool {
     }
   }
 
+  /** What `ready()` waits for: a started worker, with its model when the pool preloads it. */
+  #started(): boolean {
+    return this.#slots.some((s) => s.ready && (s.model || !this.#preload))
+  }
+
   #settleWaiters(): void {
-    if (this.#slots.some((s) => s.model)) for (const w of this.#modelWaiters.splice(0)) w.resolve()
-    if (this.#slots.some((s) => s.ready && (s.model || !this.#preload))) for (const w of this.#readyWaiters.splice(0)) w.resolve()
+    if (this.modelLoaded) for (const w of this.#modelWaiters.splice(0)) w.resolve()
+    if (this.#started()) for (const w of this.#readyWaiters.splice(0)) w.resolve()
   }
 
   /** Resolves once every worker has loaded the model. */
@@ -224,7 +229,7 @@ export class EmbedPool {
    */
   embed(texts: readonly string[], signal?: AbortSignal): Promise<Float32Array[]> {
     // A lazy pool loads the model first (once); no job timer runs during the load.
-    if (!this.#slots.some((s) => s.model)) return this.modelReady().then(() => this.embed(texts, signal))
+    if (!this.modelLoaded) return this.modelReady().then(() => this.embed(texts, signal))
     return this.#submit('embed', texts, signal) as Promise<Float32Array[]>
   }
 

@@ -31,8 +31,8 @@ export class Trace {
   fingerprint: string | null = null
   /** The reason code a stop was answered with (a policy's block reason), recorded for replays. */
   reason: string | null = null
-  /** The key member's team the request was decided under (a cohort id), if any. */
-  cohort: string | null = null
+  /** The key's member in its org (role and team), set at admission; null for a key without one. */
+  member: { readonly role: string; readonly team: string | null } | null = null
   model: string | null = null
   provider: ProviderName | null = null
   stream = false
@@ -139,7 +139,7 @@ export class Trace {
       reasoning_score: this.grade?.score ?? null,
       rule_id: this.decision?.ruleId ?? null,
       reason: this.reason,
-      cohort: this.cohort,
+      cohort: this.member?.team ?? null,
       finding_codes: this.findingCodes(),
       classifier: this.facts?.classifier ?? null,
       classify_ms: this.timing('classify'), policy_ms: this.timing('policy'),

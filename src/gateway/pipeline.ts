@@ -119,7 +119,8 @@ async function decideAndAnswer(req: AiRequest, d: GatewayDeps, reply: AiReply, t
   trace.facts = facts
   // Step 5: the org's policy for this environment turns the facts into a decision (GW-4, pure).
   // The member's team is the request's cohort (GW-4), the one its record keeps (set at admission).
-  const subject = { role: (await d.memberOf(who.orgId, who.userId))?.role ?? null, cohorts: trace.cohort === null ? [] : [trace.cohort], environment: who.environment }
+  const team = trace.member?.team
+  const subject = { role: trace.member?.role ?? null, cohorts: team ? [team] : [], environment: who.environment }
   const decision = trace.timeSync('policy', () => evaluatePolicy(policy.document, facts, subject))
   trace.decision = decision
   const screen = decision.output.screen ? { doc: policy.document } : undefined
@@ -135,14 +136,17 @@ async function decideAndAnswer(req: AiRequest, d: GatewayDeps, reply: AiReply, t
   return forward(req, who, forwarded, view(decision), screen, decision.redact.length > 0 ? 'redacted' : 'allowed', trace, d, reply)
 }
 
-/** Step 1 and 2: the key, its environment, its rate limit. Undefined when the request was answered. */
-async function admit(req: AiRequest, d: GatewayDeps, reply: AiReply, trace: Trace): Promise<VerifiedKey | undefined> {
+/**
+ * Step 1: the key, and who is behind it — the actor's pseudonym (the key's member, or the key
+ * itself: DATA-2) and the member's role and team. Undefined when the request was answered (no
+ * record: there is no org to record it under).
+ */
+async function identify(req: Omit<AiRequest, 'body'>, d: GatewayDeps, reply: AiReply, trace: Trace): Promise<VerifiedKey | undefined> {
   const who = await trace.time('auth', () => authenticate(req.headers, d.keys))
   if (!who.ok) {
     sendError(req.wire, trace, reply, who.stop)
     return undefined
   }
-  // The actor is the key's member, or the key itself: recorded only as a pseudonym (DATA-2).
   const actorId = await actorOf(d, who.value)
   if (actorId === undefined) {
     sendError(req.wire, trace, reply, { code: 'invalid_api_key' })
@@ -150,22 +154,29 @@ async function admit(req: AiRequest, d: GatewayDeps, reply: AiReply, trace: Trac
   }
   trace.key = who.value
   trace.actorId = actorId
-  trace.cohort = (await d.memberOf(who.value.orgId, who.value.userId))?.team ?? null
-  if (!d.environments.includes(who.value.environment)) {
+  trace.member = await d.memberOf(who.value.orgId, who.value.userId)
+  return who.value
+}
+
+/** Step 1 and 2: the key, its environment, its rate limit. Undefined when the request was answered. */
+async function admit(req: AiRequest, d: GatewayDeps, reply: AiReply, trace: Trace): Promise<VerifiedKey | undefined> {
+  const key = await identify(req, d, reply, trace)
+  if (!key) return undefined
+  if (!d.environments.includes(key.environment)) {
     await stopRecorded(req.wire, trace, d, reply, { code: 'environment_not_served' })
     return undefined
   }
   // Step 2 (LIMIT-1): at most N AI requests in any 60 s, per key and per actor (the key's member).
-  const limit = await d.tiers.limit(who.value.orgId, 'intercept')
-  const partitions = [{ policy: 'intercept-key', key: `key:${who.value.id}`, limit }]
-  if (who.value.userId !== null) partitions.push({ policy: 'intercept-actor', key: `actor:${who.value.orgId}:${who.value.userId}`, limit })
+  const limit = await d.tiers.limit(key.orgId, 'intercept')
+  const partitions = [{ policy: 'intercept-key', key: `key:${key.id}`, limit }]
+  if (key.userId !== null) partitions.push({ policy: 'intercept-actor', key: `actor:${key.orgId}:${key.userId}`, limit })
   const quota = await trace.time('ratelimit', () => d.rate.check('intercept', partitions))
   trace.headers = quota.headers
   if (!quota.allowed) {
     await stopRecorded(req.wire, trace, d, reply, { code: 'rate_limited' })
     return undefined
   }
-  return who.value
+  return key
 }
 
 /** The request in Tollgate's own terms; undefined when it was invalid (answered and recorded). */
@@ -287,13 +298,7 @@ export async function handleChallengeReply(req: AiRequest, id: string, d: Gatewa
  */
 export async function rejectAiRequest(req: Omit<AiRequest, 'body'>, code: ErrorCode, d: GatewayDeps, reply: AiReply): Promise<void> {
   const trace = new Trace(req.requestId, req.wire.format, d.clock)
-  const who = await trace.time('auth', () => authenticate(req.headers, d.keys))
-  if (!who.ok) return sendError(req.wire, trace, reply, who.stop)
-  const actorId = await actorOf(d, who.value)
-  if (actorId === undefined) return sendError(req.wire, trace, reply, { code: 'invalid_api_key' })
-  trace.key = who.value
-  trace.actorId = actorId
-  trace.cohort = (await d.memberOf(who.value.orgId, who.value.userId))?.team ?? null
+  if (!(await identify(req, d, reply, trace))) return
   return stopRecorded(req.wire, trace, d, reply, { code })
 }
 

@@ -8,7 +8,6 @@ import type { DB } from '../storage/schema.ts'
 import { KekMissing, type KeyVault } from './vault.ts'
 import { unwrapKey, wrapKey, type MasterKey } from './wrap.ts'
 
-export { masterKeyFromHex, unwrapKey, wrapKey, type MasterKey } from './wrap.ts'
 
 /** `fingerprint`: prompt fingerprints and pseudonyms (D1, D13); `data`: sealing the org's stored secrets and artifacts. */
 export type OrgKeyPurpose = 'fingerprint' | 'data'
