@@ -131,7 +131,8 @@ interface RuleScreen {
   readonly profanity: boolean
 }
 
-async function screenRules(texts: readonly string[], signal: AbortSignal | undefined): Promise<RuleScreen> {
+/** `injection: false` skips the injection flag (the output screen has no use for it; the result then says false). */
+async function screenRules(texts: readonly string[], signal: AbortSignal | undefined, opts: { readonly injection: boolean } = { injection: true }): Promise<RuleScreen> {
   const findings: SafetyFinding[] = []
   let injection = false
   let profanity = false
@@ -144,7 +145,7 @@ async function screenRules(texts: readonly string[], signal: AbortSignal | undef
       const lex = lexiconScreen(w)
       for (const f of lex.findings) findings.push({ code: f.code, severity: f.severity, score: f.severity === 'medium' ? 0.7 : 0.5, source: 'lexicon' })
       profanity ||= lex.profanity
-      injection ||= detectInjection(norm)
+      if (opts.injection) injection ||= detectInjection(norm)
     }, signal)
   }
   return { findings, injection, profanity }
@@ -156,7 +157,7 @@ async function screenRules(texts: readonly string[], signal: AbortSignal | undef
  */
 export async function screenOutput(text: string, signal?: AbortSignal): Promise<Pick<Facts, 'safety' | 'errors'>> {
   try {
-    const r = await screenRules([text], signal)
+    const r = await screenRules([text], signal, { injection: false })
     return { safety: mergeSafety(r.findings), errors: [] }
   } catch (err) {
     if (signal?.aborted) throw err

@@ -96,6 +96,8 @@ export function ssnValid(area: string, group: string, serial: string): boolean {
 
 type Found = PiiSpan[]
 
+const ANY_DIGIT = /\d/
+
 function before(text: string, index: number, chars: number): string {
   return text.slice(Math.max(0, index - chars), index).toLowerCase()
 }
@@ -175,14 +177,14 @@ const VERSIONISH = /\b(?:v|ver\.?|version|release|build|firmware|chrome|node|pyt
 const VERSION_TALK = /\b(?:version|versions|release|upgrade|upgraded|downgrade|build|v\d+)\b/
 const IPV6 = /(?<![\w:])(?:[0-9a-f]{1,4}:){1,7}(?::|(?::[0-9a-f]{1,4}){1,7}|[0-9a-f]{1,4})(?![\w:])/gi
 
-function ips(text: string, out: Found): void {
-  for (const m of text.matchAll(IPV4)) {
+function ips(text: string, out: Found, digits = true, colons = true): void {
+  if (digits) for (const m of text.matchAll(IPV4)) {
     const v = m[0]
     if (/^(?:127\.|0\.0\.0\.0$|255\.255\.255\.\d+$|255\.255\.\d+\.0$)/.test(v)) continue // loopback, unspecified, netmasks
     if (VERSIONISH.test(before(text, m.index, 16)) || VERSION_TALK.test(before(text, m.index, 40))) continue
     out.push({ kind: 'IP_ADDRESS', start: m.index, end: m.index + v.length, confidence: 0.95 })
   }
-  for (const m of text.matchAll(IPV6)) {
+  if (colons) for (const m of text.matchAll(IPV6)) {
     const v = m[0]
     if (!isIPv6(v) || v === '::' || v === '::1' || !v.includes(':')) continue
     // Times (12:30:45) and MAC addresses are not IPv6; isIPv6 already rejects most. Need 3+ groups.
@@ -386,13 +388,21 @@ export interface DetectOptions {
 /** Every PII/PHI span found in one text. Synchronous; ~1-5 ms for a prompt of a few hundred words. */
 export function detectPii(text: string, opts: DetectOptions = {}): PiiSpan[] {
   const out: Found = []
-  emails(text, out)
-  ssns(text, out)
-  cards(text, out)
-  ibans(text, out)
-  ips(text, out)
-  gated(text, out)
-  phones(text, out)
+  // Gates that only skip detectors which cannot find anything: every email match holds an '@';
+  // every SSN, card, IBAN, IPv4, keyword-gated value (MRN, plan id, date of birth, passport,
+  // licence) and phone candidate holds a digit; every IPv6 match holds a ':'.
+  const digits = ANY_DIGIT.test(text)
+  if (text.includes('@')) emails(text, out)
+  if (digits) {
+    ssns(text, out)
+    cards(text, out)
+    ibans(text, out)
+  }
+  ips(text, out, digits, text.includes(':'))
+  if (digits) {
+    gated(text, out)
+    phones(text, out)
+  }
   const names = opts.names ?? true
   if (names !== false) {
     const view = text.length > NAME_SCAN_CHARS ? text.slice(0, NAME_SCAN_CHARS) : text
@@ -449,6 +459,9 @@ const NEVER_NAMES = new Set(['english', 'french', 'spanish', 'german', 'italian'
 const mayBeName = (lower: string) => NAME_WORDS.has(lower) || !(OTHER_WORDS.has(lower) || NEVER_NAMES.has(lower) || NOT_NAMES.has(lower))
 const SENTENCE = /(?:[^\n.!?]|[.!?]+(?![\s.!?]|$))*(?:[.!?]+|\n+|$)/g
 const WORD = /\p{L}[\p{L}'’-]*/gu
+/** Scan copies of SENTENCE and WORD for the exec loops of nameCandidates (run synchronously to the end, so never shared at once). */
+const SENTENCE_SCAN = new RegExp(SENTENCE.source, SENTENCE.flags)
+const WORD_SCAN = new RegExp(WORD.source, WORD.flags)
 const CAPITALISED = /^\p{Lu}(?=.*\p{Ll})/u
 
 /**
@@ -462,17 +475,28 @@ const CAPITALISED = /^\p{Lu}(?=.*\p{Ll})/u
 export function nameCandidates(text: string): string {
   let out = ''
   let kept = false
-  for (const m of text.matchAll(SENTENCE)) {
+  // exec loops over module-level copies (reset here) instead of matchAll and a closure per word:
+  // the same matches in the same order, without an iterator and a cloned regex per sentence.
+  const sentences = SENTENCE_SCAN
+  sentences.lastIndex = 0
+  let m: RegExpExecArray | null
+  while ((m = sentences.exec(text)) !== null) {
     const sentence = m[0]
-    if (sentence === '') continue
+    const index = m.index
+    if (sentence === '') {
+      // What matchAll does after an empty match (no `u` flag: one code unit).
+      sentences.lastIndex++
+      continue
+    }
     let candidate = false
     let first = true
-    for (const w of sentence.matchAll(WORD)) {
+    const words = WORD_SCAN
+    words.lastIndex = 0
+    let w: RegExpExecArray | null
+    while ((w = words.exec(sentence)) !== null) {
       const word = w[0]
-      const at = m.index + w.index
-      const cued = () => TITLE.test(text.slice(Math.max(0, at - 24), at))
       const lower = word.toLowerCase()
-      if (CAPITALISED.test(word) ? mayBeName(lower) && (!first || cued()) : NAME_WORDS.has(lower) && cued()) {
+      if (CAPITALISED.test(word) ? mayBeName(lower) && (!first || cuedAt(text, index + w.index)) : NAME_WORDS.has(lower) && cuedAt(text, index + w.index)) {
         candidate = true
         break
       }
@@ -482,11 +506,17 @@ export function nameCandidates(text: string): string {
     if (candidate) out += sentence
     else {
       // A sentence holds line breaks only at its end (they end it): blank what comes before them.
-      const body = sentence.length - (/\n*$/.exec(sentence)?.[0].length ?? 0)
+      let body = sentence.length
+      while (body > 0 && sentence.charCodeAt(body - 1) === 10) body-- // the trailing line breaks (what /\n*$/ matched)
       out += ' '.repeat(body) + sentence.slice(body)
     }
   }
   return kept ? out : ''
+}
+
+/** A name cue (TITLE) in the 24 characters before `at`. */
+function cuedAt(text: string, at: number): boolean {
+  return TITLE.test(text.slice(Math.max(0, at - 24), at))
 }
 
 /**

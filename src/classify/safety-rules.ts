@@ -192,9 +192,21 @@ export function normaliseForRules(text: string): string {
     .replace(/[\u2018\u2019\u02bc]/g, "'")
     .replace(/[\u201c\u201d]/g, '"')
     // digits between letters read as letters: k1ll → kill, b0mb → bomb, mys3lf → myself
-    .replace(/(?<=[a-z])[013457@$](?=[a-z])/g, (c) => ({ '0': 'o', '1': 'i', '3': 'e', '4': 'a', '5': 's', '7': 't', '@': 'a', $: 's' })[c] ?? c)
-    .replace(/\s+/g, ' ')
+    .replace(LEET_DIGIT, (c) => LEET[c] ?? c)
+    .replace(WHITESPACE_RUN, ' ')
 }
+
+/**
+ * A digit between letters, matched digit first (the same matches as /(?<=[a-z])[013457@$](?=[a-z])/g,
+ * without a lookbehind tried at every position).
+ */
+const LEET_DIGIT = /[013457@$](?<=[a-z][013457@$])(?=[a-z])/g
+const LEET: Readonly<Record<string, string>> = { '0': 'o', '1': 'i', '3': 'e', '4': 'a', '5': 's', '7': 't', '@': 'a', $: 's' }
+/**
+ * Every maximal run of whitespace other than a single space (what /\s+/g → ' ' changes; a lone
+ * space is left as it is instead of being replaced by itself).
+ */
+const WHITESPACE_RUN = / ?[^\S ]\s*| {2,}\s*/g
 
 export interface RuleHit {
   readonly rule: PhraseRule
