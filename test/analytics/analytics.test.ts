@@ -3,7 +3,7 @@ import { test, type TestContext } from 'node:test'
 import { ManualClock } from '../fakes/clock.ts'
 import { orgWithKeys, startApp, type TestApp } from '../helpers/app.ts'
 import { call, person } from '../api/world.ts'
-import { breakdown, type Contribution } from '../../src/analytics/cube.ts'
+import { decideMonth, type Contribution } from '../../src/analytics/cube.ts'
 import { assertSafe, breakdownRows, type PublishedPeriod } from './attacker.ts'
 import { people, seedDecisions, type Spec } from './seed.ts'
 
@@ -69,34 +69,34 @@ for (const postgres of [false, true]) {
     const byScope = (p: any) => Object.fromEntries(p.scopes.map((s: any) => [s.environment, [s.requests, s.people]]))
     assert.deepEqual(req.json.periods.map((p: any) => p.start), [3, 2, 1, 0].map((n) => new Date(weekStart(n)).toISOString()))
     // The month is one block with its weeks (and days): all environments had 24 people in March.
-    // Week 1–7 has 5 people but goes with week 8–14 (4 people, floored): else the month minus the
-    // other weeks would give the 4 (complementary suppression along time).
-    assert.deepEqual(byScope(req.json.periods[0]), { all: ['<5', '<5'], sandbox: ['<5', '<5'], production: ['<5', '<5'] }, 'five people, hidden with the next week')
+    // Week 1–7 has 5 people (c0–c4) and is shown: the weeks hidden beside it (8–14: 4 people;
+    // this week's `all`: 21) hold more than 4 people together, so the month minus the shown
+    // weeks singles out no one.
+    assert.deepEqual(byScope(req.json.periods[0]), { all: [5, 5], sandbox: ['<5', '<5'], production: [5, 5] }, 'five people, shown')
     assert.deepEqual(byScope(req.json.periods[1]), { all: ['<5', '<5'], sandbox: ['<5', '<5'], production: ['<5', '<5'] }, 'four people: "<5" everywhere, never a number')
     // Differencing guard: production (12 people) inside all environments (15) differ by 3: the inner one goes.
     assert.deepEqual(byScope(req.json.periods[2]), { all: [15, 15], sandbox: ['<5', '<5'], production: ['<5', '<5'] })
-    // Differencing guard along time: this week's 21 people inside the month's 24 differ by 3, so
-    // the week's `all` goes; its production figure stays (the month's production is hidden).
-    assert.deepEqual(byScope(req.json.periods[3]), { all: ['<5', '<5'], sandbox: ['<5', '<5'], production: [26, 21] })
+    // Differencing guard along time and environment: this week's 21 people (all, and production
+    // alone) sit inside the month's 24 (all environments) — they differ by 3, so both go.
+    assert.deepEqual(byScope(req.json.periods[3]), { all: ['<5', '<5'], sandbox: ['<5', '<5'], production: ['<5', '<5'] })
     const month = await get(analyst, 'requests?granularity=month&periods=1')
     assert.deepEqual(byScope(month.json.periods[0]), { all: [50, 24], sandbox: ['<5', '<5'], production: ['<5', '<5'] })
 
-    // By domain this week: medical (4 people) is floored; legal (5, the next smallest) is suppressed
-    // with it, or total − coding would give medical; no legal figure survives elsewhere either.
+    // By domain this week: every figure is "<5". Medical (4 people) is floored, and every other
+    // figure this week sits inside a month figure of 1–4 more people: the week's total inside the
+    // month's (21 vs 24), this week's 12 coders inside March's 15 (3 in sandbox, week 15–21), legal's
+    // 5 inside the week's total with medical's 4 hidden beside it.
     const dom = await get(analyst, 'decisions?by=domain&granularity=week&periods=1')
     assert.equal(dom.status, 200, dom.text)
-    const cells = (scope: string) => Object.fromEntries(dom.json.periods[0].scopes.find((s: any) => s.environment === scope).cells.map((c: any) => [c.value, c.requests]))
     const totals = Object.fromEntries(dom.json.periods[0].scopes.map((s: any) => [s.environment, s.total]))
-    assert.deepEqual(totals, { all: '<5', sandbox: '<5', production: 26 }, 'totals agree with the over-time report')
-    assert.equal(cells('production')['coding'], 12)
-    assert.equal(cells('production')['medical'], '<5')
-    assert.equal(cells('production')['legal'], '<5', 'complementary suppression')
-    // All environments: this week's 12 coders inside March's 15 (3 in sandbox, week 15–21) differ by 3.
-    assert.equal(cells('all')['coding'], '<5')
-    assert.ok(Object.values(cells('sandbox')).every((n) => n === '<5'))
-    // Nothing hidden can be derived: no shown figure other than the production total and coding.
+    assert.deepEqual(totals, { all: '<5', sandbox: '<5', production: '<5' }, 'totals agree with the over-time report')
     const shown = dom.json.periods[0].scopes.flatMap((s: any) => s.cells.filter((c: any) => c.requests !== '<5').map((c: any) => `${s.environment}/${c.value}`))
-    assert.deepEqual(shown.sort(), ['production/coding'])
+    assert.deepEqual(shown, [])
+    // Over the month, medical (4 people) is floored, and legal (5) goes with it.
+    const domMonth = await get(analyst, 'decisions?by=domain&granularity=month&periods=1')
+    const monthCells = Object.fromEntries(domMonth.json.periods[0].scopes.find((s: any) => s.environment === 'all').cells.map((c: any) => [c.value, c.requests]))
+    assert.equal(monthCells['medical'], '<5')
+    assert.equal(monthCells['legal'], '<5', 'complementary suppression')
 
     // ADMIN and ANALYST get the same aggregate-only shape (and OWNER); MEMBER gets 403.
     for (const path of ['requests?granularity=week&periods=4', 'decisions?by=domain&granularity=week&periods=1', 'decisions?by=outcome', 'decisions?by=intent&granularity=month&periods=2', 'decisions?by=rule&granularity=day&periods=31', 'challenges?granularity=month']) {
@@ -167,8 +167,8 @@ for (const postgres of [false, true]) {
 
     // Positive control: the same figures decided per period (the old behaviour) are caught.
     const contributions = (from: number, to: number): Contribution[] => specs.filter((s) => s.at >= from && s.at < to)
-      .map((s) => ({ day: 0, environment: s.environment, value: s.domain ?? 'coding', actor: s.person, requests: 1 }))
-    const old = union.map((p) => ({ ...p, scopes: breakdown(contributions(p.start, p.end), days.values, [{ id: 'p', days: [0] }]).get('p')! }))
+      .map((s) => ({ day: 0, environment: s.environment, values: { domain: s.domain ?? 'coding' }, actor: s.person, requests: 1 }))
+    const old = union.map((p) => ({ ...p, scopes: decideMonth(contributions(p.start, p.end), [{ id: 'p', days: [0] }], { domain: days.values }).breakdown('domain').get('p')! }))
     const oldRows = breakdownRows(old.filter((p) => p.granularity !== 'month'), days.values, MARCH, know)
     assert.throws(() => oldRows.assertTime(), /under week:2025-03-01T00:00:00.000Z\|all\|t, the hidden days involve 1 people/)
     assert.throws(() => assertSafe(know, oldRows.cells, oldRows.nests), /single out people .*x0/)

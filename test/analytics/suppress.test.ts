@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import fc from 'fast-check'
-import { breakdown, challenges, HIDDEN, overTime, SCOPES, type BreakdownFigures, type Contribution, type Figure, type TotalsFigures } from '../../src/analytics/cube.ts'
+import { decideMonth, HIDDEN, SCOPES, type BreakdownFigures, type ChallengeFigures, type Contribution, type Figure, type TotalsFigures } from '../../src/analytics/cube.ts'
 import { monthSpans, type Span } from '../../src/analytics/periods.ts'
 import { suppress } from '../../src/analytics/suppress.ts'
 import { assertSafe, leaks, type Shown } from './attacker.ts'
@@ -35,7 +35,9 @@ const population = fc.tuple(fc.uniqueArray(fc.integer({ min: 0, max: 30 }), { mi
   ).map((groups) => groups.flat())
 })
 
-const contributions = (recs: readonly Rec[]): Contribution[] => recs.map((r) => ({ day: r.day, environment: r.env, value: r.value, actor: r.person === null ? null : `p${r.person}`, requests: r.n }))
+const contributions = (recs: readonly Rec[]): Contribution[] => recs.map((r) => ({ day: r.day, environment: r.env, values: { v: r.value }, actor: r.person === null ? null : `p${r.person}`, requests: r.n }))
+/** The month block of `recs` with its one dimension, `v`. */
+const decide = (rows: readonly Contribution[], spans: readonly Span[] = MONTH) => decideMonth(rows, spans, { v: VALUES })
 const atomOf = (day: number, env: string, value: string) => `${day}|${env}|${value}`
 /** The attacker's knowledge: who is behind each (day, environment, value). */
 const peopleOf = (recs: readonly Rec[]) => {
@@ -77,7 +79,8 @@ test('RBAC-3: property — a month\'s day, week and month breakdowns read togeth
   let mixed = 0
   let daysShown = 0
   fc.assert(fc.property(population, (recs) => {
-    const figures = breakdown(contributions(recs), VALUES, MONTH)
+    const month = decide(contributions(recs))
+    const figures = month.breakdown('v')
     const { cells, nests } = breakdownRows(figures, MONTH)
     if (cells.some((c) => c.shown) && !cells.every((c) => c.shown)) mixed++
     if (cells.some((c) => c.shown && c.id.startsWith('day:'))) daysShown++
@@ -87,22 +90,23 @@ test('RBAC-3: property — a month\'s day, week and month breakdowns read togeth
       assert.ok(c.requests === HIDDEN || c.requests === truth)
     }
     assertSafe(peopleOf(recs), cells, nests)
-    // The totals agree with the over-time report's (pinned): no report can be differenced against another.
-    const totals = overTime(contributions(recs), MONTH)
+    // The totals agree with the over-time report's (one block): no report can be differenced against another.
+    const totals = month.requests()
     for (const span of MONTH) for (const s of SCOPES) {
       assert.equal(isShown(figures.get(span.id)!.find((f) => f.environment === s)!.total), isShown(totals.get(span.id)!.find((t) => t.environment === s)!.requests))
     }
   }), { numRuns: RUNS })
   // The populations exercise the rules: many blocks show some cells and hide others, and show days.
   assert.ok(mixed > RUNS / 4, `${mixed} of ${RUNS} runs mixed shown and hidden cells`)
-  assert.ok(daysShown > RUNS / 10, `${daysShown} of ${RUNS} runs showed a day figure`)
+  assert.ok(daysShown > RUNS / 20, `${daysShown} of ${RUNS} runs showed a day figure`)
 })
 
 test('RBAC-3: property — a month\'s challenge figures (challenged, passed, failed under the request totals) at every granularity single out no one', () => {
   const graded = population.map((recs) => recs.map((r) => ({ ...r, value: r.value === 'a' ? 'passed' : r.value === 'b' ? 'failed' : 'none' })))
   fc.assert(fc.property(graded, (recs) => {
-    const figures = challenges(contributions(recs), MONTH)
-    const totals = overTime(contributions(recs), MONTH)
+    const month = decideMonth(recs.map((r) => ({ ...contributions([r])[0]!, values: {}, graded: r.value === 'none' ? null : r.value as 'passed' | 'failed' })), MONTH)
+    const figures = month.challenges()
+    const totals = month.requests()
     const { cells, nests } = rows(figures, MONTH, (f) => [
       { x: 'g', values: ['passed', 'failed'], figure: f.challenged, within: 't' },
       { x: 'p', values: ['passed'], figure: f.passed, within: 'g' },
@@ -129,7 +133,6 @@ test('RBAC-3: the adversary check itself finds a planted leak (positive control)
     atoms: [{ id: 'sandbox|a', people: people.get('0|sandbox|a')! }, { id: 'sandbox|b', people: new Set(['p99']) }],
     cells: [{ id: 't', atoms: atomsT.map((a) => a.slice(2)) }, { id: 'a', atoms: ['sandbox|a'] }, { id: 'b', atoms: ['sandbox|b'] }],
     families: [{ total: 't', parts: ['a', 'b'] }],
-    nests: [{ inner: 'a', outer: 't' }, { inner: 'b', outer: 't' }],
   })
   assert.deepEqual([...shown], ['t'])
 })
@@ -138,7 +141,7 @@ test('RBAC-3: the adversary check itself finds a planted leak (positive control)
 function perPeriod(recs: readonly Rec[]) {
   const figures = new Map(MONTH.map((span) => {
     const own = contributions(recs.filter((r) => span.days.includes(r.day)))
-    return [span.id, breakdown(own, VALUES, [{ id: span.id, days: span.days }]).get(span.id)!] as const
+    return [span.id, decide(own, [{ id: span.id, days: span.days }]).breakdown('v').get(span.id)!] as const
   }))
   return breakdownRows(figures, MONTH)
 }
@@ -153,7 +156,7 @@ test('RBAC-3: positive control for differencing across granularities — decided
   ]
   const old = perPeriod(recs)
   assert.throws(() => assertSafe(peopleOf(recs), old.cells, old.nests), /single out people .*p99/)
-  const now = breakdownRows(breakdown(contributions(recs), VALUES, MONTH), MONTH)
+  const now = breakdownRows(decide(contributions(recs)).breakdown('v'), MONTH)
   assertSafe(peopleOf(recs), now.cells, now.nests)
   // Complementary suppression along time: a second day goes with day 3; the week is still shown.
   const shown = new Set(now.cells.filter((c) => c.shown).map((c) => c.id))
@@ -246,8 +249,9 @@ test('RBAC-3: property — with random teams and churn (people moving between te
   let teamHidden = 0
   fc.assert(fc.property(teamed, (recs) => {
     const rows = teamContributions(recs)
-    const figures = breakdown(rows, VALUES, MONTH)
-    const totals = overTime(rows, MONTH, undefined, true)
+    const month = decide(rows)
+    const figures = month.breakdown('v')
+    const totals = month.requests(true)
     // Teams listed are those in the month's records; shown figures are the true sums and distinct people.
     const present = [...new Set(recs.flatMap((r) => (r.team === null ? [] : [r.team])))].sort()
     for (const span of MONTH) {
@@ -262,7 +266,7 @@ test('RBAC-3: property — with random teams and churn (people moving between te
         } else if (mine.length > 0) teamHidden++
       }
       // The org's figures are the same with or without the team entries.
-      assert.deepEqual(totals.get(span.id)!.filter((f) => f.team === undefined), overTime(rows, MONTH).get(span.id))
+      assert.deepEqual(totals.get(span.id)!.filter((f) => f.team === undefined), month.requests().get(span.id))
     }
     const { cells, nests } = teamRows(figures, totals, MONTH)
     assertSafe(teamPeople(recs), cells, nests)
@@ -282,6 +286,146 @@ test('RBAC-3: positive control for teams — a team figure published next to the
     { id: 'red', atoms: [teamAtom(0, 'production', 'a', 'red')], shown: true },
   ]
   assert.throws(() => assertSafe(teamPeople(recs), naive, [['red', 'org']]), /single out|differ by/)
-  const totals = overTime(teamContributions(recs), MONTH, undefined, true).get(day.id)!
+  const totals = decide(teamContributions(recs)).requests(true).get(day.id)!
   assert.deepEqual(totals.filter((f) => f.environment === 'production').map((f) => [f.team ?? 'org', f.requests]), [['org', 8], ['red', HIDDEN]])
+})
+
+// ---- every report of a month together: two dimensions, the challenge figures and the teams ----
+
+const WS = ['x', 'y'] as const
+type Graded = 'passed' | 'failed' | null
+interface JointRec extends TeamRec { w: string; graded: Graded }
+
+/** The population with teams, and each record also in a second dimension (`w`) and graded or not. */
+const joint = teamed.chain((recs) => fc.tuple(
+  fc.array(fc.constantFrom(...WS), { minLength: recs.length, maxLength: recs.length }),
+  fc.array(fc.constantFrom<Graded>(null, null, 'passed', 'failed'), { minLength: recs.length, maxLength: recs.length }),
+).map(([ws, gs]) => recs.map((r, i): JointRec => ({ ...r, w: ws[i]!, graded: gs[i]! }))))
+
+const jointAtom = (day: number, env: string, r: { value: string; w: string; graded: Graded; team: string | null }) => `${day}|${env}|${r.value}|${r.w}|${r.graded ?? ''}|${r.team ?? ''}`
+const jointPeople = (recs: readonly JointRec[]) => {
+  const m = new Map<string, Set<string>>()
+  for (const r of recs) {
+    const a = jointAtom(r.day, r.env, r)
+    const s = m.get(a) ?? new Set<string>()
+    if (r.person !== null) s.add(`p${r.person}`)
+    m.set(a, s)
+  }
+  return m
+}
+const jointContributions = (recs: readonly JointRec[]): Contribution[] => recs.map((r) => ({ ...teamContributions([r])[0]!, values: { v: r.value, w: r.w }, graded: r.graded }))
+const JOINT_DIMS = { v: VALUES, w: WS }
+
+interface Reports {
+  readonly v: ReadonlyMap<string, readonly BreakdownFigures[]>
+  readonly w: ReadonlyMap<string, readonly BreakdownFigures[]>
+  readonly challenges: ReadonlyMap<string, readonly ChallengeFigures[]>
+  readonly totals: ReadonlyMap<string, readonly TotalsFigures[]>
+}
+
+/**
+ * Every figure of every report of a month as the attacker reads them, over the joint atoms
+ * (day, environment, v, w, grading, team), and as nests every pair of shown figures whose records
+ * nest — within a report or across reports, whatever the dimension (D10's differencing guard).
+ */
+function jointRows(r: Reports, people: ReadonlyMap<string, ReadonlySet<string>>, spans: readonly Span[]) {
+  const teamsOf = [...TEAMS, null]
+  const cells: Shown[] = []
+  const add = (span: Span, scope: string, id: string, figure: Figure, keep: (x: { value: string; w: string; graded: Graded; team: string | null }) => boolean) => {
+    const atoms: string[] = []
+    for (const d of span.days) for (const e of envsOf(scope)) for (const value of VALUES) for (const w of WS) for (const graded of [null, 'passed', 'failed'] as const) for (const team of teamsOf) {
+      if (keep({ value, w, graded, team })) atoms.push(jointAtom(d, e, { value, w, graded, team }))
+    }
+    cells.push({ id: `${span.id}|${scope}|${id}`, atoms, shown: isShown(figure) })
+  }
+  for (const span of spans) {
+    for (const f of r.totals.get(span.id)!) {
+      if (f.team === undefined) add(span, f.environment, 't', f.requests, () => true)
+      else add(span, f.environment, `team:${f.team}`, f.requests, (x) => x.team === f.team)
+    }
+    for (const dim of ['v', 'w'] as const) for (const f of r[dim].get(span.id)!) {
+      assert.equal(isShown(f.total), isShown(r.totals.get(span.id)!.find((t) => t.environment === f.environment && t.team === undefined)!.requests), 'every report shows the same totals')
+      for (const c of f.cells) add(span, f.environment, `${dim}=${c.value}`, c.requests, (x) => (dim === 'v' ? x.value : x.w) === c.value)
+    }
+    for (const f of r.challenges.get(span.id)!) {
+      add(span, f.environment, 'g', f.challenged, (x) => x.graded !== null)
+      add(span, f.environment, 'p', f.passed, (x) => x.graded === 'passed')
+      add(span, f.environment, 'f', f.failed, (x) => x.graded === 'failed')
+    }
+  }
+  // Nests by the records: every pair of shown figures where one's records are among the other's.
+  const held = (c: Shown) => c.atoms.filter((a) => people.has(a))
+  const shown = cells.filter((c) => c.shown).map((c) => ({ id: c.id, atoms: new Set(held(c)) }))
+  const nests: Array<[string, string]> = []
+  for (const i of shown) for (const o of shown) if (i !== o && i.atoms.size <= o.atoms.size && [...i.atoms].every((a) => o.atoms.has(a))) nests.push([i.id, o.id])
+  return { cells, nests }
+}
+
+const reportsOf = (m: ReturnType<typeof decideMonth>): Reports => ({ v: m.breakdown('v'), w: m.breakdown('w'), challenges: m.challenges(), totals: m.requests(true) })
+
+/**
+ * Across reports (D10's guard): no two shown figures whose records nest — a value of one
+ * dimension inside a value of another, a team inside an outcome, a week inside a month total —
+ * differ by 1–4 people, or hold records of 1–4 people in the outer one only (outer minus inner
+ * would give them).
+ */
+function assertGuarded(people: ReadonlyMap<string, ReadonlySet<string>>, cells: readonly Shown[], nests: ReadonlyArray<readonly [string, string]>): void {
+  const byId = new Map(cells.map((c) => [c.id, c]))
+  const peopleOf = (atoms: readonly string[]) => new Set(atoms.flatMap((a) => [...(people.get(a) ?? [])]))
+  for (const c of cells) if (c.shown) assert.ok(peopleOf(c.atoms).size >= 5, `${c.id} is shown with ${peopleOf(c.atoms).size} people`)
+  for (const [inner, outer] of nests) {
+    const i = byId.get(inner)!
+    const o = byId.get(outer)!
+    const d = peopleOf(o.atoms).size - peopleOf(i.atoms).size
+    assert.ok(d === 0 || d >= 5, `${inner} and ${outer} are both shown and differ by ${d} people`)
+    const rest = peopleOf(o.atoms.filter((a) => !i.atoms.includes(a))).size
+    assert.ok(rest === 0 || rest >= 5, `${outer} minus ${inner} gives the records of ${rest} people`)
+  }
+}
+
+/** Two reports read with the totals and teams, on their atoms (day, environment, their values, team): the linear audit's view. */
+function assertReportsSafe(people: ReadonlyMap<string, ReadonlySet<string>>, cells: readonly Shown[], reports: ReadonlyArray<'v' | 'w' | 'g'>): void {
+  const fields = reports.map((r) => (r === 'v' ? 2 : r === 'w' ? 3 : 4))
+  const coarse = (a: string) => { const f = a.split('|'); return [f[0], f[1], ...fields.map((i) => f[i]), f[5]].join('|') }
+  const keep = (id: string) => { const x = id.split('|')[2]!; return x === 't' || x.startsWith('team:') || reports.some((r) => (r === 'g' ? ['g', 'p', 'f'].includes(x) : x.startsWith(`${r}=`))) }
+  const coarsePeople = new Map<string, Set<string>>()
+  for (const [a, p] of people) coarsePeople.set(coarse(a), new Set([...(coarsePeople.get(coarse(a)) ?? []), ...p]))
+  assertSafe(coarsePeople, cells.filter((c) => keep(c.id)).map((c) => ({ ...c, atoms: [...new Set(c.atoms.map(coarse))] })), [])
+}
+
+test('RBAC-3: property — every report of a month read together (two breakdown dimensions, the challenge figures and the team totals, at every granularity and environment): no cell of <5 people; no two nested figures of any reports differing by 1–4 people or leaving 1–4 people\'s records between them; any two reports with the totals and teams single out no one', () => {
+  let both = 0
+  fc.assert(fc.property(joint, (recs) => {
+    const people = jointPeople(recs)
+    const { cells, nests } = jointRows(reportsOf(decideMonth(jointContributions(recs), MONTH, JOINT_DIMS)), people, MONTH)
+    const shown = (dim: string) => new Set(cells.filter((c) => c.shown && c.id.split('|')[2]!.startsWith(`${dim}=`)).map((c) => c.id.split('|').slice(0, 2).join('|')))
+    const w = shown('w')
+    if ([...shown('v')].some((at) => w.has(at))) both++
+    assertGuarded(people, cells, nests)
+    for (const pair of [['v', 'w'], ['v', 'g'], ['w', 'g']] as const) assertReportsSafe(people, cells, pair)
+  }), { numRuns: Math.ceil(RUNS / 2) })
+  assert.ok(both > RUNS / 20, `${both} runs showed figures of both dimensions for the same period and scope`)
+})
+
+test('RBAC-3: positive control across dimensions — decided per report (one dimension at a time), "a" minus "x" gives the one person who is in a but not in x; decided as one block, the guard hides it', () => {
+  // Day 1, production: six people on (a, x), six on (b, y), and p99 alone on (a, y). Each dimension
+  // alone is safe — a has 7 people, b 6, x 6, y 7 — but x's records are among a's: a − x = p99's.
+  const recs: JointRec[] = [
+    ...Array.from({ length: 6 }, (_, i): JointRec => ({ person: i, day: 0, env: 'production', value: 'a', w: 'x', n: 1, team: null, graded: null })),
+    ...Array.from({ length: 6 }, (_, i): JointRec => ({ person: 10 + i, day: 0, env: 'production', value: 'b', w: 'y', n: 1, team: null, graded: null })),
+    { person: 99, day: 0, env: 'production', value: 'a', w: 'y', n: 3, team: null, graded: null },
+  ]
+  const people = jointPeople(recs)
+  const rows = jointContributions(recs)
+  const byV = decideMonth(rows, MONTH, { v: VALUES })
+  const byW = decideMonth(rows, MONTH, { w: WS })
+  const old = jointRows({ v: byV.breakdown('v'), w: byW.breakdown('w'), challenges: byV.challenges(), totals: byV.requests(true) }, people, MONTH)
+  const day = MONTH.find((s) => s.id.startsWith('day:') && s.days[0] === 0)!.id
+  assert.ok(old.cells.find((c) => c.id === `${day}|production|v=a`)!.shown && old.cells.find((c) => c.id === `${day}|production|w=x`)!.shown, 'each report alone shows a and x')
+  assert.throws(() => assertGuarded(people, old.cells, old.nests), /minus .* gives the records of 1 people|differ by 1 people/)
+  assert.throws(() => assertSafe(people, old.cells, old.nests), /single out people p99|differ by 1 people/)
+  const now = jointRows(reportsOf(decideMonth(rows, MONTH, JOINT_DIMS)), people, MONTH)
+  assertGuarded(people, now.cells, now.nests)
+  assertSafe(people, now.cells, now.nests)
+  assert.ok(now.cells.some((c) => c.id === `${day}|production|t` && c.shown), 'the day\'s total is still shown')
 })
