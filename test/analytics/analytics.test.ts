@@ -4,7 +4,7 @@ import { ManualClock } from '../fakes/clock.ts'
 import { orgWithKeys, startApp, type TestApp } from '../helpers/app.ts'
 import { call, person } from '../api/world.ts'
 import { decideMonth, type Contribution } from '../../src/analytics/cube.ts'
-import { assertSafe, breakdownRows, type PublishedPeriod } from './attacker.ts'
+import { assertSafe, breakdownRows, type PublishedPeriod, type Shown } from './attacker.ts'
 import { people, seedDecisions, type Spec } from './seed.ts'
 
 /**
@@ -231,6 +231,56 @@ for (const postgres of [false, true]) {
     // The week holds both days: the same figures summed.
     const wk = await get('requests?granularity=week&periods=1')
     assert.deepEqual([prod(wk.periods[0]).requests, prod(wk.periods[0]).people], [48, 8])
+  })
+
+  test(`RBAC-3: the outcome and domain breakdowns read together single out no one — "allowed" + "math" − total would give the one person in both; and a month is decided again when its records change (${db})`, async (t) => {
+    const w = await world(t, postgres)
+    if (!w) return
+    const { tg, orgId } = w
+    const on = Date.UTC(2025, 2, 24, 10)
+    // Six people allowed on coding, six blocked on math, x0 alone allowed on math: each breakdown
+    // alone is safe (allowed 7, blocked 6; coding 6, math 7), but allowed + math − total = x0's.
+    const specs: Spec[] = [
+      ...people('a', 6).map((p): Spec => ({ person: p, environment: 'production', at: on, outcome: 'allowed', domain: 'coding' })),
+      ...people('b', 6).map((p): Spec => ({ person: p, environment: 'production', at: on, outcome: 'blocked', status: 403, domain: 'math' })),
+      { person: 'x0', environment: 'production', at: on, outcome: 'allowed', domain: 'math' },
+    ]
+    await seedDecisions(tg, orgId, w.keys, specs)
+    const analyst = await person(tg, orgId, 'ANALYST')
+    const get = async (path: string) => {
+      const r = await call(tg, analyst, 'GET', `/api/orgs/${orgId}/analytics/${path}`)
+      assert.equal(r.status, 200, r.text)
+      return r.json
+    }
+    // What the attacker knows: who is behind each (outcome, domain) on that day in production.
+    const know = new Map<string, Set<string>>()
+    for (const s of specs) know.set(`${s.outcome}|${s.domain}`, (know.get(`${s.outcome}|${s.domain}`) ?? new Set()).add(s.person!))
+    const atoms = [...know.keys()]
+    const cells: Shown[] = []
+    for (const g of ['day', 'week', 'month'] as const) {
+      const periods = g === 'day' ? 3 : 1
+      const pick = (r: any) => r.periods[periods - 1].scopes.find((x: any) => x.environment === 'production')
+      const total = pick(await get(`requests?granularity=${g}&periods=${periods}`)).requests
+      cells.push({ id: `${g}|total`, atoms, shown: total !== '<5' })
+      for (const [dim, at] of [['outcome', 0], ['domain', 1]] as const) {
+        const scope = pick(await get(`decisions?by=${dim}&granularity=${g}&periods=${periods}`))
+        assert.equal(scope.total, total, 'every report shows the same total')
+        for (const c of scope.cells) cells.push({ id: `${g}|${dim}=${c.value}`, atoms: atoms.filter((a) => a.split('|')[at] === c.value), shown: c.requests !== '<5' })
+      }
+    }
+    assert.ok(cells.some((c) => c.shown && c.id.endsWith('total')), 'the total is shown')
+    assertSafe(know, cells, [])
+    // Positive control: had "allowed" and "math" been shown beside the total, the check finds x0.
+    const naive = cells.map((c) => ({ ...c, shown: c.shown || c.id === 'day|outcome=allowed' || c.id === 'day|domain=math' }))
+    assert.throws(() => assertSafe(know, naive, []), /single out people .*x0/)
+
+    // The month is decided again when its records change: x0's records deleted (as an account
+    // deletion does), the next read no longer counts them.
+    const before = (await get('requests?granularity=month&periods=1')).periods[0].scopes.find((x: any) => x.environment === 'production')
+    assert.deepEqual([before.requests, before.people], [13, 13])
+    await tg.deps.db.db.deleteFrom('decision').where('actor_id', '=', await tg.deps.keyring.pseudonym(orgId, 'x0')).execute()
+    const after = (await get('requests?granularity=month&periods=1')).periods[0].scopes.find((x: any) => x.environment === 'production')
+    assert.deepEqual([after.requests, after.people], [12, 12])
   })
 }
 
