@@ -294,15 +294,16 @@ export class EmbedPool {
   }
 
   /**
-   * Keeps the process alive only while something waits on a worker: a job in flight, or — while
-   * the model is still loading — a queued job or a `ready()` caller. (The classifier awaits
-   * `ready()` before it submits a job, so no job timer holds the loop during the load: a command
-   * like `tollgate classify` could otherwise see its event loop end with the load half done.)
+   * Keeps the process alive exactly while someone waits on the pool — a queued or running job, a
+   * `ready()` or `modelReady()` caller — and lets it end when the pool is idle. Every worker is
+   * held then, not only the one a waiter needs: which worker that is changes as workers start,
+   * load the model and take jobs, and a command like `tollgate classify` must not see its event
+   * loop end halfway.
    */
   #holdWhileWanted(): void {
-    const waiting = this.#queue.length > 0 || this.#readyWaiters.length > 0 || this.#modelWaiters.length > 0
+    const waiting = this.#queue.length > 0 || this.#readyWaiters.length > 0 || this.#modelWaiters.length > 0 || this.#slots.some((s) => s.busy)
     for (const slot of this.#slots) {
-      if (slot.busy || (waiting && (!slot.ready || (this.#modelWaiters.length > 0 && !slot.model)))) slot.worker.ref()
+      if (waiting) slot.worker.ref()
       else slot.worker.unref()
     }
   }

@@ -186,15 +186,10 @@ export async function runCli(argv: readonly string[], proc: ServeProcess, io: Io
   program.command('classify').description('Classify JSONL prompts from stdin ({"prompt": "..."} per line) with the embedded classifier; one result per line.')
     .option('--json', 'one JSON object per line').action(async (o: { json?: boolean }) => {
       const classifier = createClassifier({ embedded: { workers: 2 } })
-      // The command holds the process until every line is written: the worker pool refs its
-      // workers only while it knows someone waits, and under heavy load a full-suite run once
-      // saw the event loop end with results still pending.
-      const hold = setInterval(() => {}, 60_000)
       try {
         const r = await classifyLines(io.stdin ?? process.stdin, classifier, (line) => io.out(line), { json: !!o.json })
         if (r.invalid > 0) exitCode = EXIT.failed
       } finally {
-        clearInterval(hold)
         await classifier.close()
       }
     })
