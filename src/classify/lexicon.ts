@@ -1,6 +1,6 @@
 import {
   englishDataset, englishRecommendedBlacklistMatcherTransformers, englishRecommendedTransformers, RegExpMatcher,
-  type StatefulTransformer, type TransformerContainer, type TransformerFn,
+  type MatchPayload, type StatefulTransformer, type TransformerContainer, type TransformerFn,
 } from 'obscenity'
 import type { SafetyCode, Severity } from './facts.ts'
 
@@ -135,9 +135,14 @@ export function lexiconMayMatch(text: string): boolean {
 export function lexiconScreen(text: string): LexiconResult {
   matcher ??= new RegExpMatcher({ ...englishDataset.build(), ...englishRecommendedTransformers })
   if (!lexiconMayMatch(text)) return { findings: [], profanity: false }
+  return lexiconOfMatches(matcher.getAllMatches(text))
+}
+
+/** What obscenity's matches mean here: slurs and sexual terms as findings, the rest as profanity, clinical words as nothing. */
+export function lexiconOfMatches(matches: readonly MatchPayload[]): LexiconResult {
   const findings: { code: SafetyCode; severity: Severity }[] = []
   let profanity = false
-  for (const m of matcher.getAllMatches(text)) {
+  for (const m of matches) {
     const word = englishDataset.getPayloadWithPhraseMetadata(m).phraseMetadata?.originalWord ?? ''
     if (CLINICAL.has(word)) continue
     if (SLURS.has(word)) findings.push({ code: 'S10', severity: 'medium' })

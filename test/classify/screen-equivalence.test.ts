@@ -6,8 +6,7 @@ import assert from 'node:assert/strict'
 import { readFileSync } from 'node:fs'
 import { test } from 'node:test'
 import { englishDataset, englishRecommendedTransformers, RegExpMatcher } from 'obscenity'
-import type { SafetyCode, Severity } from '../../src/classify/facts.ts'
-import { lexiconMayMatch, lexiconScreen } from '../../src/classify/lexicon.ts'
+import { lexiconMayMatch, lexiconOfMatches, lexiconScreen } from '../../src/classify/lexicon.ts'
 import { normaliseForRules } from '../../src/classify/safety-rules.ts'
 import { prng as rng } from '../helpers/prng.ts'
 
@@ -77,25 +76,7 @@ const ALL = [...FIXTURES, ...ADVERSARIAL, ...RANDOM, ...DISGUISED]
 // ---- the lexicon -----------------------------------------------------------------------------
 
 /** src/classify/lexicon.ts before the prefilter: obscenity's matcher on every text. */
-function lexiconBefore(text: string): { findings: { code: SafetyCode; severity: Severity }[]; profanity: boolean } {
-  const SLURS = new Set(['abeed', 'abo', 'africoon', 'arabush', 'boonga', 'chingchong', 'chink', 'dyke', 'fag', 'kike', 'nigger', 'tranny'])
-  const MILD_SLURS = new Set(['negro', 'retard', 'spastic'])
-  const SEXUAL = new Set(['blowjob', 'buttplug', 'cum', 'deepthroat', 'dildo', 'doggystyle', 'double penetration', 'felch', 'fellatio', 'finger bang', 'fisting', 'gangbang', 'handjob', 'hentai', 'jerk off', 'jizz', 'lubejob', 'masturbate', 'orgasm', 'orgy', 'porn', 'scat'])
-  const SEX_CRIME = new Set(['rape', 'bestiality', 'incest'])
-  const CLINICAL = new Set(['anal', 'anus', 'penis', 'vagina', 'semen', 'ejaculate', 'sex', 'boob', 'tit', 'hooker'])
-  const findings: { code: SafetyCode; severity: Severity }[] = []
-  let profanity = false
-  for (const m of obscenity.getAllMatches(text)) {
-    const word = englishDataset.getPayloadWithPhraseMetadata(m).phraseMetadata?.originalWord ?? ''
-    if (CLINICAL.has(word)) continue
-    if (SLURS.has(word)) findings.push({ code: 'S10', severity: 'medium' })
-    else if (MILD_SLURS.has(word)) findings.push({ code: 'S10', severity: 'low' })
-    else if (SEXUAL.has(word)) findings.push({ code: 'S12', severity: 'low' })
-    else if (SEX_CRIME.has(word)) findings.push({ code: 'S3', severity: 'low' })
-    else profanity = true
-  }
-  return { findings, profanity }
-}
+const lexiconBefore = (text: string) => lexiconOfMatches(obscenity.getAllMatches(text))
 
 test('GW-6: the lexicon prefilter never skips a text obscenity matches, and the lexicon screen is unchanged', () => {
   assert.ok(LOOKALIKES.get('a')!.length > 5 && LOOKALIKES.get('o')!.length > 5, 'the look-alike table is populated')
