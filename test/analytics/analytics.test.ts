@@ -28,6 +28,16 @@ async function world(t: TestContext, postgres: boolean) {
   return { tg, clock, orgId: o.org.id, keys: { sandbox: o.sandboxId, production: o.productionId } }
 }
 
+/** An ANALYST's GET of an analytics path, asserting 200, as parsed JSON. */
+async function analystReader(tg: TestApp, orgId: string): Promise<(path: string) => Promise<any>> {
+  const analyst = await person(tg, orgId, 'ANALYST')
+  return async (path) => {
+    const r = await call(tg, analyst, 'GET', `/api/orgs/${orgId}/analytics/${path}`)
+    assert.equal(r.status, 200, r.text)
+    return r.json
+  }
+}
+
 /** Every response's text, for the "no per-person ids" scan. */
 const leaks = (texts: readonly string[], ids: readonly string[]) => ids.filter((id) => texts.some((t) => t.includes(id)))
 
@@ -140,12 +150,7 @@ for (const postgres of [false, true]) {
     for (const p of people('d', 3)) specs.push({ person: p, environment: 'production', at: on(17, 12), domain: 'legal' })
     for (const p of people('e', 10)) specs.push({ person: p, environment: 'production', at: on(24), domain: p < 'e5' ? 'medical' : 'coding' })
     await seedDecisions(tg, orgId, w.keys, specs)
-    const analyst = await person(tg, orgId, 'ANALYST')
-    const get = async (path: string) => {
-      const r = await call(tg, analyst, 'GET', `/api/orgs/${orgId}/analytics/${path}`)
-      assert.equal(r.status, 200, r.text)
-      return r.json
-    }
+    const get = await analystReader(tg, orgId)
     // What the attacker knows: who is behind each (day of March, environment, domain).
     const know = new Map<string, Set<string>>()
     for (const s of specs) {
@@ -203,12 +208,7 @@ for (const postgres of [false, true]) {
       specs.push({ person: p, environment: 'production', at: today - DAY + 1000, outcome: 'allowed' })
     }
     await seedDecisions(tg, orgId, w.keys, specs)
-    const analyst = await person(tg, orgId, 'ANALYST')
-    const get = async (path: string) => {
-      const r = await call(tg, analyst, 'GET', `/api/orgs/${orgId}/analytics/${path}`)
-      assert.equal(r.status, 200, r.text)
-      return r.json
-    }
+    const get = await analystReader(tg, orgId)
     const prod = (p: any) => p.scopes.find((s: any) => s.environment === 'production')
 
     const days = await get('requests?granularity=day&periods=3')
@@ -246,12 +246,7 @@ for (const postgres of [false, true]) {
       { person: 'x0', environment: 'production', at: on, outcome: 'allowed', domain: 'math' },
     ]
     await seedDecisions(tg, orgId, w.keys, specs)
-    const analyst = await person(tg, orgId, 'ANALYST')
-    const get = async (path: string) => {
-      const r = await call(tg, analyst, 'GET', `/api/orgs/${orgId}/analytics/${path}`)
-      assert.equal(r.status, 200, r.text)
-      return r.json
-    }
+    const get = await analystReader(tg, orgId)
     // What the attacker knows: who is behind each (outcome, domain) on that day in production.
     const know = new Map<string, Set<string>>()
     for (const s of specs) know.set(`${s.outcome}|${s.domain}`, (know.get(`${s.outcome}|${s.domain}`) ?? new Set()).add(s.person!))
