@@ -123,7 +123,7 @@ export function suppress(plan: Plan, k = K): Set<string> {
  * shown or empty adds nothing to what can be derived (it is their sum, and parts are finer than
  * totals, so dropping all such totals at once keeps the span).
  */
-export function audit(plan: Plan, shown: ReadonlySet<string>, k = K, recordsOf = recordsOfCells(plan)): string[][] {
+function audit(plan: Plan, shown: ReadonlySet<string>, k = K, recordsOf = recordsOfCells(plan)): string[][] {
   const atomPeople = new Map(plan.atoms.map((a) => [a.id, a.people]))
   const known = (id: string) => shown.has(id) || recordsOf.get(id)!.length === 0
   const redundant = new Set((plan.families ?? []).filter((f) => shown.has(f.total) && f.parts.every(known)).map((f) => f.total))
