@@ -128,7 +128,8 @@ export interface Month {
 export function decideMonth(rows: readonly Contribution[], spans: readonly Span[], dims: Dimensions = {}, k = K): Month {
   const leaves = new Map<string, Leaf>()
   const m = new Map<string, AtomSum>()
-  const atomLeaf = new Map<string, string>()
+  /** Where each atom sits: its day, environment and leaf. */
+  const place = new Map<string, { readonly day: number; readonly env: string; readonly leaf: string }>()
   for (const r of rows) {
     if (!(ENVS as readonly string[]).includes(r.environment)) continue
     const values = Object.fromEntries(Object.entries(dims).map(([d, listed]) => {
@@ -140,7 +141,7 @@ export function decideMonth(rows: readonly Contribution[], spans: readonly Span[
     const leafId = JSON.stringify([leaf.team, leaf.graded, ...Object.keys(dims).map((d) => values[d])])
     leaves.set(leafId, leaf)
     const id = `${r.day}|${r.environment}|${leafId}`
-    atomLeaf.set(id, leafId)
+    place.set(id, { day: r.day, env: r.environment, leaf: leafId })
     const a = m.get(id) ?? { people: new Set<string>(), requests: 0, scoreSum: 0 }
     if (r.actor !== null) a.people.add(r.actor)
     a.requests += r.requests
@@ -153,12 +154,15 @@ export function decideMonth(rows: readonly Contribution[], spans: readonly Span[
   const leafNodes = new Map([...leaves].map(([id, leaf]) => [id, nodesOf(leaf, dims)]))
   // Every cell of the product, then each atom into the cells that hold it.
   const cells = new Map<string, string[]>()
-  for (const t of time.ids) for (const e of ENV_AXIS.ids) for (const v of values.ids) cells.set(cellId(t, e, v), [])
+  const valueOf = new Map<string, string>()
+  for (const t of time.ids) for (const e of ENV_AXIS.ids) for (const v of values.ids) {
+    cells.set(cellId(t, e, v), [])
+    valueOf.set(cellId(t, e, v), v)
+  }
   const spansOfDay = new Map<number, string[]>()
   for (const s of spans) for (const d of s.days) spansOfDay.set(d, [...(spansOfDay.get(d) ?? []), s.id])
-  for (const id of m.keys()) {
-    const [day, env] = id.split('|') as [string, string]
-    for (const t of spansOfDay.get(Number(day)) ?? []) for (const e of [env, 'all']) for (const v of leafNodes.get(atomLeaf.get(id)!)!) cells.get(cellId(t, e, v))!.push(id)
+  for (const [id, { day, env, leaf }] of place) {
+    for (const t of spansOfDay.get(day) ?? []) for (const e of [env, 'all']) for (const v of leafNodes.get(leaf)!) cells.get(cellId(t, e, v))!.push(id)
   }
   // A family of one axis holds at every node of the other two.
   const axes = [time, ENV_AXIS, values] as const
@@ -177,10 +181,9 @@ export function decideMonth(rows: readonly Contribution[], spans: readonly Span[
     { nodes: (v: string) => v === GRADED || v === PASSED || v === FAILED, coarse: (leaf: Leaf) => leaf.graded ?? '' },
   ]
   const reports = single.length < 2 ? single : single.flatMap((x, i) => single.slice(i + 1).map((y) => ({ nodes: (v: string) => x.nodes(v) || y.nodes(v), coarse: (leaf: Leaf) => JSON.stringify([x.coarse(leaf), y.coarse(leaf)]) })))
-  const valueOf = (id: string) => id.slice(id.indexOf('|', id.indexOf('|') + 1) + 1)
   const views = reports.map((r) => {
-    const keep = (id: string) => { const v = valueOf(id); return v === TOTAL || v.startsWith('team:') || r.nodes(v) }
-    const coarseOf = new Map([...atomLeaf].map(([id, leafId]) => { const leaf = leaves.get(leafId)!; return [id, `${id.slice(0, id.indexOf('|', id.indexOf('|') + 1))}|${JSON.stringify([r.coarse(leaf), leaf.team])}`] }))
+    const keep = (id: string) => { const v = valueOf.get(id)!; return v === TOTAL || v.startsWith('team:') || r.nodes(v) }
+    const coarseOf = new Map([...place].map(([id, { day, env, leaf }]) => [id, `${day}|${env}|${JSON.stringify([r.coarse(leaves.get(leaf)!), leaves.get(leaf)!.team])}`]))
     const people = new Map<string, Set<string>>()
     for (const [id, a] of m) {
       const c = coarseOf.get(id)!
