@@ -39,7 +39,6 @@ import { OrgStore } from './orgs/orgs.repo.ts'
 import { OrgKeyring } from './privacy/org-keys.ts'
 import { masterKeyFromHex, type MasterKey } from './privacy/wrap.ts'
 import { FileKeyVault, type KeyVault } from './privacy/vault.ts'
-import { AwsKmsKeyVault } from './privacy/aws-kms-vault.ts'
 import { UpstreamHttp } from './providers/http.ts'
 import { ProviderRegistry } from './providers/registry.ts'
 import { MemoryLimitStore, RedisLimitStore, type LimitStore } from './ratelimit/limiter.ts'
@@ -229,10 +228,12 @@ export function keyVaultKind(config: Config): 'file' | 'aws-kms' | undefined {
   return config.keyVaultDir !== undefined ? 'file' : config.keyVaultKms !== undefined ? 'aws-kms' : undefined
 }
 
-function keyVaultOf(config: Config): KeyVault | undefined {
+/** The AWS SDK is imported only when KMS is configured (it costs ~20 MB of memory). */
+async function keyVaultOf(config: Config): Promise<KeyVault | undefined> {
   if (config.keyVaultDir !== undefined) return new FileKeyVault(config.keyVaultDir)
   const k = config.keyVaultKms
   if (k === undefined) return undefined
+  const { AwsKmsKeyVault } = await import('./privacy/aws-kms-vault.ts')
   return new AwsKmsKeyVault({
     region: k.region, endpoint: k.endpoint, aliasPrefix: k.aliasPrefix, deletionWindowDays: k.deletionWindowDays,
     credentials: k.accessKeyId && k.secretAccessKey ? { accessKeyId: k.accessKeyId, secretAccessKey: k.secretAccessKey.reveal() } : undefined,
@@ -307,7 +308,7 @@ export async function buildStores(config: Config, opts: BuildOptions = {}): Prom
   const audit = new AuditLog(clock, db.dialect)
   const checkpoints = new Checkpointer(db.db, clock, AuditSigner.fromFile(config.audit.signingKeyFile), { everyEvents: config.audit.checkpointEvents, everyMs: config.audit.checkpointS * 1000 })
   audit.checkpointer = checkpoints
-  const keyring = new OrgKeyring(db.db, loadMasterKey(config, log), clock, previousMasterKeys(config), keyVaultOf(config))
+  const keyring = new OrgKeyring(db.db, loadMasterKey(config, log), clock, previousMasterKeys(config), await keyVaultOf(config))
   const orgs = new OrgStore(db.db, clock, audit, keyring)
   const keys = new KeyStore(db.db, clock, audit, (err) => log.warn({ err: safeError(err) }, 'last_used_at update failed'))
   return {

@@ -4,8 +4,7 @@ import { chmod, copyFile, mkdir, readdir, rename, unlink } from 'node:fs/promise
 import { join } from 'node:path'
 import type { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
-import { DeleteObjectCommand, GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3'
-import { Upload } from '@aws-sdk/lib-storage'
+import type { S3Client } from '@aws-sdk/client-s3'
 
 /** Where backups go: a local folder, or an S3-compatible bucket (AWS S3, R2, MinIO). */
 export type DestinationSettings =
@@ -93,16 +92,26 @@ class FolderDestination implements Destination {
   close(): void {}
 }
 
-class S3Destination implements Destination {
-  readonly #client: S3Client
+/** The AWS SDK (~20 MB of memory) is imported on the first S3 call, not with this module. */
+const s3Sdk = () => Promise.all([import('@aws-sdk/client-s3'), import('@aws-sdk/lib-storage')]).then(([s3, storage]) => ({ ...s3, Upload: storage.Upload }))
+type S3Sdk = Awaited<ReturnType<typeof s3Sdk>>
 
-  constructor(private readonly s: Extract<DestinationSettings, { kind: 's3' }>) {
-    this.#client = new S3Client({
-      region: s.region,
-      ...(s.endpoint ? { endpoint: s.endpoint, forcePathStyle: true } : {}),
-      ...(s.credentials ? { credentials: s.credentials } : {}),
-      maxAttempts: 3,
+class S3Destination implements Destination {
+  #ready: Promise<{ sdk: S3Sdk; client: S3Client }> | undefined
+
+  constructor(private readonly s: Extract<DestinationSettings, { kind: 's3' }>) {}
+
+  #open(): Promise<{ sdk: S3Sdk; client: S3Client }> {
+    this.#ready ??= s3Sdk().then((sdk) => {
+      const client = new sdk.S3Client({
+        region: this.s.region,
+        ...(this.s.endpoint ? { endpoint: this.s.endpoint, forcePathStyle: true } : {}),
+        ...(this.s.credentials ? { credentials: this.s.credentials } : {}),
+        maxAttempts: 3,
+      })
+      return { sdk, client }
     })
+    return this.#ready
   }
 
   locate(name: string): string {
@@ -111,8 +120,9 @@ class S3Destination implements Destination {
 
   /** A multipart upload: it completes whole, or is aborted (no partial object is ever visible). */
   async write(name: string, body: Readable): Promise<void> {
-    const upload = new Upload({
-      client: this.#client,
+    const { sdk, client } = await this.#open()
+    const upload = new sdk.Upload({
+      client,
       params: { Bucket: this.s.bucket, Key: `${this.s.prefix}${name}`, Body: body, ContentType: 'application/octet-stream' },
       leavePartsOnError: false,
     })
@@ -128,10 +138,11 @@ class S3Destination implements Destination {
   }
 
   async list(): Promise<string[]> {
+    const { sdk, client } = await this.#open()
     const names: string[] = []
     let token: string | undefined
     do {
-      const page = await this.#client.send(new ListObjectsV2Command({ Bucket: this.s.bucket, Prefix: this.s.prefix, ContinuationToken: token }))
+      const page = await client.send(new sdk.ListObjectsV2Command({ Bucket: this.s.bucket, Prefix: this.s.prefix, ContinuationToken: token }))
       for (const o of page.Contents ?? []) {
         const name = o.Key?.slice(this.s.prefix.length)
         if (name && BACKUP_NAME.test(name)) names.push(name)
@@ -142,15 +153,17 @@ class S3Destination implements Destination {
   }
 
   async remove(name: string): Promise<void> {
-    await this.#client.send(new DeleteObjectCommand({ Bucket: this.s.bucket, Key: `${this.s.prefix}${name}` }))
+    const { sdk, client } = await this.#open()
+    await client.send(new sdk.DeleteObjectCommand({ Bucket: this.s.bucket, Key: `${this.s.prefix}${name}` }))
   }
 
   async fetch(name: string, toFile: string): Promise<void> {
-    const r = await this.#client.send(new GetObjectCommand({ Bucket: this.s.bucket, Key: `${this.s.prefix}${name}` }))
+    const { sdk, client } = await this.#open()
+    const r = await client.send(new sdk.GetObjectCommand({ Bucket: this.s.bucket, Key: `${this.s.prefix}${name}` }))
     await pipeline(r.Body as Readable, createWriteStream(toFile, { mode: 0o600, flags: 'wx' }))
   }
 
   close(): void {
-    this.#client.destroy()
+    void this.#ready?.then(({ client }) => client.destroy(), () => undefined)
   }
 }

@@ -5,7 +5,6 @@ import { rename, stat, unlink } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { Transform, type Readable } from 'node:stream'
 import SqliteDatabase from 'better-sqlite3-multiple-ciphers'
-import pg from 'pg'
 import { BackupError } from './format.ts'
 
 /** The database a backup copies and a restore replaces. */
@@ -95,6 +94,7 @@ export async function targetHasTables(target: DatabaseTarget): Promise<boolean> 
       conn.close()
     }
   }
+  const { default: pg } = await import('pg') // only with PostgreSQL (an SQLite instance never loads it)
   const c = new pg.Client({ connectionString: target.url })
   await c.connect()
   try {
@@ -118,7 +118,8 @@ export async function applySnapshot(target: DatabaseTarget, plainFile: string, r
     return
   }
   if (replace) {
-    const c = new pg.Client({ connectionString: target.url })
+    const { default: pg } = await import('pg') // only with PostgreSQL (an SQLite instance never loads it)
+  const c = new pg.Client({ connectionString: target.url })
     await c.connect()
     try {
       await c.query('drop schema public cascade')

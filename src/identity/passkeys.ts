@@ -1,7 +1,5 @@
-import {
-  generateAuthenticationOptions, generateRegistrationOptions, verifyAuthenticationResponse, verifyRegistrationResponse,
-  type AuthenticationResponseJSON, type AuthenticatorTransport, type PublicKeyCredentialCreationOptionsJSON,
-  type PublicKeyCredentialRequestOptionsJSON, type RegistrationResponseJSON,
+import type {
+  AuthenticationResponseJSON, AuthenticatorTransport, PublicKeyCredentialCreationOptionsJSON, PublicKeyCredentialRequestOptionsJSON, RegistrationResponseJSON,
 } from '@simplewebauthn/server'
 import type { Kysely } from 'kysely'
 import type { Clock } from '../core/clock.ts'
@@ -18,6 +16,10 @@ export interface PasskeyInfo {
  * Passkeys (WebAuthn, AUTH-6): registration and assertion with user verification required.
  * Only public keys and counters are stored. Challenges live in the sealed flow cookie.
  */
+/** @simplewebauthn/server (~20 MB of memory) is imported on the first passkey ceremony, not at start. */
+let webauthn: Promise<typeof import('@simplewebauthn/server')> | undefined
+const sdk = () => (webauthn ??= import('@simplewebauthn/server'))
+
 export class Passkeys {
   constructor(
     private readonly db: Kysely<DB>,
@@ -28,6 +30,7 @@ export class Passkeys {
 
   async registrationOptions(user: { id: string; email: string }): Promise<PublicKeyCredentialCreationOptionsJSON> {
     const existing = await this.db.selectFrom('passkey').select(['id', 'transports']).where('user_id', '=', user.id).execute()
+    const { generateRegistrationOptions } = await sdk()
     return generateRegistrationOptions({
       rpName: this.rp.name,
       rpID: this.rp.id,
@@ -41,6 +44,7 @@ export class Passkeys {
 
   /** Verifies and stores a new passkey; false when the response does not verify. */
   async register(userId: string, expectedChallenge: string, response: RegistrationResponseJSON): Promise<PasskeyInfo | undefined> {
+    const { verifyRegistrationResponse } = await sdk()
     let v
     try {
       v = await verifyRegistrationResponse({ response, expectedChallenge, expectedOrigin: this.rp.origin, expectedRPID: this.rp.id, requireUserVerification: true })
@@ -64,6 +68,7 @@ export class Passkeys {
   /** Options for an assertion: for one user's passkeys (step-up) or any discoverable one (sign-in). */
   async authenticationOptions(userId?: string): Promise<PublicKeyCredentialRequestOptionsJSON> {
     const allow = userId === undefined ? [] : await this.db.selectFrom('passkey').select(['id', 'transports']).where('user_id', '=', userId).execute()
+    const { generateAuthenticationOptions } = await sdk()
     return generateAuthenticationOptions({
       rpID: this.rp.id,
       userVerification: 'required',
@@ -79,6 +84,7 @@ export class Passkeys {
     if (typeof response?.id !== 'string' || response.id.length > 1024) return undefined
     const row = await this.db.selectFrom('passkey').selectAll().where('id', '=', response.id).executeTakeFirst()
     if (!row || (userId !== undefined && row.user_id !== userId)) return undefined
+    const { verifyAuthenticationResponse } = await sdk()
     let v
     try {
       v = await verifyAuthenticationResponse({
