@@ -1,7 +1,8 @@
+import { createRequire } from 'node:module'
 import { isIPv6 } from 'node:net'
-import nlp from 'compromise'
 import { findPhoneNumbersInText, type CountryCode } from 'libphonenumber-js/max'
 import type { PiiFinding, PiiKind, Span } from './facts.ts'
+import { nameWords } from './name-words.ts'
 
 /**
  * PII/PHI detection of our own (GW-7): validated patterns first (checksums, exclusions, context),
@@ -321,9 +322,16 @@ const NOT_NAMES = new Set(['monte carlo', 'jordan', 'austin', 'paris', 'victoria
 /** Raw person mentions from compromise: [start, length] pairs, before any filtering. */
 export type RawPeople = readonly (readonly [number, number])[]
 
-/** Runs compromise's people() over `text` (in-process; the classifier runs it in a worker instead). */
+type Nlp = (text: string) => { people(): { json(opts: { offset: true }): unknown } }
+let nlp: Nlp | undefined
+
+/**
+ * Runs compromise's people() over `text` in this thread. The classifier runs it in its worker
+ * instead, so compromise (~40 MB) is loaded here only on first use (the CLI, friction's redaction).
+ */
 export function findPeople(text: string): RawPeople {
   try {
+    nlp ??= createRequire(import.meta.url)('compromise') as Nlp
     const people = nlp(text).people().json({ offset: true }) as { offset: { start: number; length: number } }[]
     return people.map((p) => [p.offset.start, p.offset.length] as const)
   } catch {
@@ -438,25 +446,10 @@ export function nameScanViews(segments: readonly string[]): string[] {
   })
 }
 
-/**
- * compromise's own lexicon, split: lower-cased single words it knows as names (first names, last
- * names, honorifics), and words it knows only as something else (pronouns, weekdays, cities, …).
- */
-const { NAME_WORDS, OTHER_WORDS } = (() => {
-  const names = new Set<string>()
-  const other = new Set<string>()
-  const lexicon = (nlp.model() as { one: { lexicon: Record<string, string | string[]> } }).one.lexicon
-  for (const [word, tags] of Object.entries(lexicon)) {
-    if (word.includes(' ')) continue
-    if ((Array.isArray(tags) ? tags : [tags]).some((t) => /Name$|^Person$|^Honorific$/.test(t))) names.add(word)
-    else other.add(word)
-  }
-  return { NAME_WORDS: names as ReadonlySet<string>, OTHER_WORDS: other as ReadonlySet<string> }
-})()
 /** Capitalised in English prose, never a person's name here (languages and demonyms). */
 const NEVER_NAMES = new Set(['english', 'french', 'spanish', 'german', 'italian', 'portuguese', 'dutch', 'greek', 'latin', 'russian', 'polish', 'swedish', 'norwegian', 'danish', 'finnish', 'turkish', 'arabic', 'hebrew', 'hindi', 'chinese', 'mandarin', 'cantonese', 'japanese', 'korean', 'vietnamese', 'thai', 'indonesian', 'american', 'british', 'european', 'african', 'asian', 'canadian', 'australian', 'indian', 'mexican', 'irish', 'scottish', 'welsh', 'swiss', 'austrian', 'belgian'])
 /** A capitalised word that could begin a name: not one compromise knows only as something else. */
-const mayBeName = (lower: string) => NAME_WORDS.has(lower) || !(OTHER_WORDS.has(lower) || NEVER_NAMES.has(lower) || NOT_NAMES.has(lower))
+const mayBeName = (lower: string, words: ReturnType<typeof nameWords>) => words.names.has(lower) || !(words.other.has(lower) || NEVER_NAMES.has(lower) || NOT_NAMES.has(lower))
 const SENTENCE = /(?:[^\n.!?]|[.!?]+(?![\s.!?]|$))*(?:[.!?]+|\n+|$)/g
 const WORD = /\p{L}[\p{L}'’-]*/gu
 /** Scan copies of SENTENCE and WORD for the exec loops of nameCandidates (run synchronously to the end, so never shared at once). */
@@ -475,6 +468,7 @@ const CAPITALISED = /^\p{Lu}(?=.*\p{Ll})/u
 export function nameCandidates(text: string): string {
   let out = ''
   let kept = false
+  const lexicon = nameWords()
   // exec loops over module-level copies (reset here) instead of matchAll and a closure per word:
   // the same matches in the same order, without an iterator and a cloned regex per sentence.
   const sentences = SENTENCE_SCAN
@@ -496,7 +490,7 @@ export function nameCandidates(text: string): string {
     while ((w = words.exec(sentence)) !== null) {
       const word = w[0]
       const lower = word.toLowerCase()
-      if (CAPITALISED.test(word) ? mayBeName(lower) && (!first || cuedAt(text, index + w.index)) : NAME_WORDS.has(lower) && cuedAt(text, index + w.index)) {
+      if (CAPITALISED.test(word) ? mayBeName(lower, lexicon) && (!first || cuedAt(text, index + w.index)) : lexicon.names.has(lower) && cuedAt(text, index + w.index)) {
         candidate = true
         break
       }
