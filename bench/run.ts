@@ -26,7 +26,7 @@ import {
   wasInterrupted, CLK_TCK, type Child,
 } from './lib/procs.ts'
 import { checkTargets, resources, sideBySide, sseTable, summarize, targetsTable, type RunRecord, type Scenario } from './lib/report.ts'
-import { createKey, extraSettings, ROOT, startTollgate, tollgateEnv, type RunningTollgate } from './lib/tollgate.ts'
+import { createKey, ensureBuild, extraSettings, ROOT, startTollgate, tollgateEnv, type RunningTollgate } from './lib/tollgate.ts'
 import { MOCK_ANTHROPIC_KEY, MOCK_OPENAI_KEY } from './mock-upstream.ts'
 
 // ------------------------------------------------------------------ settings (all bounded)
@@ -117,7 +117,8 @@ async function main(): Promise<void> {
   // 2. bare proxy
   const proxy = await startNodeServer('proxy', 'baseline-proxy.ts', { ...process.env, PROXY_HOST: '127.0.0.1', PROXY_PORT: '0', UPSTREAM_URL: `http://127.0.0.1:${mock.port}` }, /"proxy":\{"port":(\d+)\}/)
   log(`bare proxy on 127.0.0.1:${proxy.port} (pid ${proxy.child.pid})`)
-  // 3. Tollgate: CLI org + key, then `serve`
+  // 3. Tollgate, compiled as `npm start` runs it: CLI org + key, then `serve`
+  await ensureBuild(log)
   const dataDir = join(workDir, 'data')
   const env = tollgateEnv(dataDir, mock.port)
   const key = await createKey(env, 'bench')

@@ -7,7 +7,7 @@
  * the same environment. BENCH_TOLLGATE_ENV="K=V K=V" adds or overrides settings (e.g.
  * TOLLGATE_MODE=production plus what production mode requires).
  */
-import { execFile } from 'node:child_process'
+import { execFile, execFileSync } from 'node:child_process'
 import { openSync, closeSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -16,7 +16,8 @@ import { MOCK_ANTHROPIC_KEY, MOCK_OPENAI_KEY } from '../mock-upstream.ts'
 import { startChild, waitForLine, type Child } from './procs.ts'
 
 export const ROOT = dirname(dirname(dirname(fileURLToPath(import.meta.url))))
-const MAIN = join(ROOT, 'src', 'main.ts')
+/** The operator's command: the compiled build in dist/ when it matches src/ (see bin/build-state.mjs). */
+const BIN = join(ROOT, 'bin', 'tollgate.mjs')
 /** Fixed so runs are repeatable; only ever used for a throw-away data dir. */
 export const BENCH_MASTER_KEY = '0123456789abcdef'.repeat(4)
 
@@ -64,7 +65,7 @@ const run = promisify(execFile)
 
 /** `tollgate org create <slug>` then `tollgate keys create --org <slug> --env production --json`. */
 export async function createKey(env: NodeJS.ProcessEnv, slug: string): Promise<{ id: string; key: string }> {
-  const cli = (args: string[]) => run(process.execPath, ['--import', 'tsx', MAIN, ...args], { cwd: ROOT, env, timeout: 60_000, maxBuffer: 1 << 20 })
+  const cli = (args: string[]) => run(process.execPath, [BIN, ...args], { cwd: ROOT, env, timeout: 60_000, maxBuffer: 1 << 20 })
     .catch((err: { stderr?: string; message: string }) => {
       throw new Error(`tollgate ${args.slice(0, 2).join(' ')} failed: ${(err.stderr ?? '').trim() || err.message}`)
     })
@@ -81,12 +82,24 @@ export interface RunningTollgate {
   readonly logFile: string
 }
 
-/** Starts `node --import tsx src/main.ts serve`; stdout (the JSON log) goes to `logFile`. */
+/**
+ * Builds dist/ unless it already holds a build of the current sources (`npm run build`), so the
+ * bench measures Tollgate as `npm start` runs it after `npm ci`: compiled, not through tsx.
+ */
+export async function ensureBuild(log: (msg: string) => void): Promise<void> {
+  const { chooseEntry } = await import('../../bin/build-state.mjs')
+  if (chooseEntry(ROOT) === 'dist') return
+  log('building dist/ (npm run build)')
+  execFileSync(process.execPath, [join(ROOT, 'scripts', 'build.mjs')], { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] })
+  if (chooseEntry(ROOT) !== 'dist') throw new Error('dist/ does not match src/ after the build (were sources edited during it?)')
+}
+
+/** Starts `node bin/tollgate.mjs serve` (what `npm start` runs); stdout (the JSON log) goes to `logFile`. */
 export async function startTollgate(env: NodeJS.ProcessEnv, logFile: string, onStderr: (line: string) => void, nodeFlags: readonly string[] = []): Promise<RunningTollgate> {
   const fd = openSync(logFile, 'a')
   let child: Child
   try {
-    child = startChild('tollgate', process.execPath, [...nodeFlags, '--import', 'tsx', MAIN, 'serve'], { cwd: ROOT, env, stdio: ['ignore', fd, 'pipe'] })
+    child = startChild('tollgate', process.execPath, [...nodeFlags, BIN, 'serve'], { cwd: ROOT, env, stdio: ['ignore', fd, 'pipe'] })
   } finally {
     closeSync(fd)
   }

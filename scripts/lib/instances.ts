@@ -1,6 +1,6 @@
 /**
  * Tollgate instances as child processes: the real `serve` command (`node --import tsx
- * src/main.ts serve`), each in its own process group (so a stop or a SIGKILL reaches everything
+ * src/main.ts serve`, or a compiled build's `main.js` when `entry` names one), each in its own process group (so a stop or a SIGKILL reaches everything
  * it runs, by process-group id, never by name), on a loopback port, with an explicit environment.
  * Each one also preloads exit-with-parent.mjs, which stops it if this process dies first.
  *
@@ -51,9 +51,14 @@ export interface InstanceSpec {
   readonly onStderr?: (line: string) => void
   /** How long to wait for "Tollgate listening on …" (default 60 s). */
   readonly readyTimeoutMs?: number
-  /** Extra node flags before `--import tsx`. */
+  /** Extra node flags before the entry. */
   readonly nodeFlags?: readonly string[]
+  /** A compiled `main.js` (`npm run build`) to run instead of src/main.ts through tsx. */
+  readonly entry?: string
 }
+
+/** The node arguments that run the CLI: a compiled `main.js`, or src/main.ts through tsx. */
+const entryArgs = (entry: string | undefined): string[] => (entry ? [entry] : ['--import', 'tsx', MAIN])
 
 const live = new Set<Instance>()
 let exitHookInstalled = false
@@ -98,7 +103,7 @@ export async function startInstance(spec: InstanceSpec): Promise<Instance> {
   const fd = typeof out === 'object' ? openSync(out.file, 'a') : undefined
   let proc: ChildProcess
   try {
-    proc = spawn(process.execPath, [...(spec.nodeFlags ?? []), '--import', EXIT_WITH_PARENT, '--import', 'tsx', MAIN, 'serve'], {
+    proc = spawn(process.execPath, [...(spec.nodeFlags ?? []), '--import', EXIT_WITH_PARENT, ...entryArgs(spec.entry), 'serve'], {
       cwd: ROOT, env: spec.env, detached: true, stdio: ['ignore', fd ?? out as 'ignore' | 'inherit', 'pipe'],
     })
   } finally {
@@ -185,9 +190,9 @@ export interface CliRun {
   kill(): void
 }
 
-/** Runs the `tollgate` CLI (`node --import tsx src/main.ts …`) as a child process. */
-export function startCli(args: readonly string[], env: NodeJS.ProcessEnv, timeoutMs = 60_000): CliRun {
-  const child = execFile(process.execPath, ['--import', 'tsx', MAIN, ...args], { cwd: ROOT, env, timeout: timeoutMs, killSignal: 'SIGKILL', maxBuffer: 1 << 20 })
+/** Runs the `tollgate` CLI (`node --import tsx src/main.ts …`, or `entry`'s compiled main.js) as a child process. */
+export function startCli(args: readonly string[], env: NodeJS.ProcessEnv, timeoutMs = 60_000, entry?: string): CliRun {
+  const child = execFile(process.execPath, [...entryArgs(entry), ...args], { cwd: ROOT, env, timeout: timeoutMs, killSignal: 'SIGKILL', maxBuffer: 1 << 20 })
   const done = new Promise<CliResult>((resolve) => {
     let stdout = ''
     let stderr = ''
@@ -205,8 +210,8 @@ export function startCli(args: readonly string[], env: NodeJS.ProcessEnv, timeou
 }
 
 /** Runs a CLI command that must succeed; returns its stdout. */
-export async function cli(args: readonly string[], env: NodeJS.ProcessEnv, timeoutMs = 60_000): Promise<string> {
-  const r = await startCli(args, env, timeoutMs).done
+export async function cli(args: readonly string[], env: NodeJS.ProcessEnv, timeoutMs = 60_000, entry?: string): Promise<string> {
+  const r = await startCli(args, env, timeoutMs, entry).done
   if (r.code !== 0) throw new Error(`tollgate ${args.slice(0, 2).join(' ')} failed (${r.code ?? r.signal}): ${r.stderr.trim()}`)
   return r.stdout
 }
