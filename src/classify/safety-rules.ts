@@ -1,5 +1,6 @@
 import type { SafetyCode, Severity } from './facts.ts'
 import { globalCopy } from './regex.ts'
+import { NeedChecker, requiredLiterals, type Need } from './required-literals.ts'
 
 /**
  * The reviewed phrase list of the safety screen (GW-6): hand-written rules for the categories
@@ -15,7 +16,9 @@ import { globalCopy } from './regex.ts'
  * excused by an unrelated word elsewhere in the prompt.
  *
  * Rules run on a normalised copy of every text segment: lower case, NFKC, curly quotes made
- * straight, and digits inside words read as letters ("k1ll", "b0mb").
+ * straight, and digits inside words read as letters ("k1ll", "b0mb"). A rule's regex only runs on
+ * a text holding the literals its matches must contain (derived from the pattern, see
+ * required-literals.ts); syntax the analyser does not know makes the rule run on every text.
  */
 export interface PhraseRule {
   readonly id: string
@@ -214,8 +217,20 @@ export interface RuleHit {
 
 /** Every rule that matches `normalised` at least once outside its `unless` context. */
 export function matchPhraseRules(normalised: string, rules: readonly PhraseRule[] = PHRASE_RULES): RuleHit[] {
+  return matchRules(normalised, rules, gateOf(rules).check(normalised))
+}
+
+/** matchPhraseRules without the required-literal gate: the reference the gate is tested against. */
+export function matchPhraseRulesUngated(normalised: string, rules: readonly PhraseRule[] = PHRASE_RULES): RuleHit[] {
+  return matchRules(normalised, rules, null)
+}
+
+/** `may[k] === 0`: rules[k] cannot match `normalised` (see gateOf); null runs every rule. */
+function matchRules(normalised: string, rules: readonly PhraseRule[], may: Uint8Array | null): RuleHit[] {
   const hits: RuleHit[] = []
-  for (const rule of rules) {
+  for (let k = 0; k < rules.length; k++) {
+    if (may && may[k] === 0) continue
+    const rule = rules[k]!
     const re = globalCopy(rule.pattern)
     let m: RegExpExecArray | null
     while ((m = re.exec(normalised)) !== null) {
@@ -228,4 +243,45 @@ export function matchPhraseRules(normalised: string, rules: readonly PhraseRule[
     }
   }
   return hits
+}
+
+// ---- the required-literal gate (GW-6) --------------------------------------------------------
+//
+// Running every rule's regex over every text was the largest share of classification CPU. Each
+// pattern implies literals its matches contain ("how to", "kill", …; see required-literals.ts):
+// one pass over the text finds which literals occur, and a rule whose Need fails is skipped —
+// it cannot match, so the hits are exactly those of matchPhraseRulesUngated. Only in memory: the
+// text is scanned, never kept.
+
+const needs = new WeakMap<RegExp, Need | null>()
+
+/** The Need of a rule's pattern (null: always run), derived once per pattern. */
+export function phraseRuleNeed(rule: PhraseRule): Need | null {
+  let need = needs.get(rule.pattern)
+  if (need === undefined) {
+    need = requiredLiterals(rule.pattern)
+    needs.set(rule.pattern, need)
+  }
+  return need
+}
+
+interface Gate {
+  /** The rules and patterns the checker was built for, in order: the array may have changed since. */
+  readonly rules: readonly PhraseRule[]
+  readonly patterns: readonly RegExp[]
+  readonly checker: NeedChecker
+}
+
+const gates = new WeakMap<readonly PhraseRule[], Gate>()
+
+/**
+ * The gate of a rules array, built on first use and kept with it (for PHRASE_RULES ~0.15 s cold,
+ * which the classifier's warm-up pays before the first request).
+ */
+function gateOf(rules: readonly PhraseRule[]): NeedChecker {
+  const gate = gates.get(rules)
+  if (gate && gate.rules.length === rules.length && gate.rules.every((r, k) => r === rules[k] && r.pattern === gate.patterns[k])) return gate.checker
+  const checker = new NeedChecker(rules.map(phraseRuleNeed))
+  gates.set(rules, { rules: [...rules], patterns: rules.map((r) => r.pattern), checker })
+  return checker
 }
