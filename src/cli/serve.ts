@@ -1,4 +1,5 @@
 import type { AddressInfo } from 'node:net'
+import { setFlagsFromString } from 'node:v8'
 import type { Config } from '../config/load.ts'
 import { diagnosticFlags } from '../config/process-checks.ts'
 import { buildDeps } from '../deps.ts'
@@ -19,6 +20,12 @@ export async function serve(config: Config, proc: ServeProcess, io: Io): Promise
   if (flags.length > 0) {
     io.err(`Tollgate refuses to start with ${flags.join(', ')}: these flags write process memory (and so request content) to disk. Remove them from the command line and NODE_OPTIONS.`)
     return 78
+  }
+  // Before the worker threads start, so they get it too. V8 reads it at every full collection; a
+  // --heap-growing-percent on the node command line (or NODE_OPTIONS) wins.
+  const heapFlag = /--heap[-_]growing[-_]percent/
+  if (config.server.heapGrowthPercent > 0 && !proc.execArgv.some((a) => heapFlag.test(a)) && !heapFlag.test(proc.env['NODE_OPTIONS'] ?? '')) {
+    setFlagsFromString(`--heap-growing-percent=${config.server.heapGrowthPercent}`)
   }
   const deps = await buildDeps(config)
   const app = await buildServer(deps)

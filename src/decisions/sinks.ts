@@ -28,7 +28,11 @@ export class SqliteWorkerDecisionSink implements DecisionSink {
   #dead: Error | undefined
 
   constructor(path: string) {
-    this.#worker = new Worker(new URL('./sqlite-writer.worker.mjs', import.meta.url), { workerData: { path, columns: DECISION_COLUMNS, pragmas: SQLITE_PRAGMAS } })
+    this.#worker = new Worker(new URL('./sqlite-writer.worker.mjs', import.meta.url), {
+      workerData: { path, columns: DECISION_COLUMNS, pragmas: SQLITE_PRAGMAS },
+      // Small records in, acknowledgements out: a small young generation is plenty (the default grows to 32+ MB).
+      resourceLimits: { maxYoungGenerationSizeMb: 4 },
+    })
     this.#worker.on('message', (m: Reply) => {
       const p = this.#pending.get(m.id)
       if (!p) return
