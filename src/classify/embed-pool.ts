@@ -157,11 +157,7 @@ export class EmbedPool {
   }
 
   #spawn(): Slot {
-    const worker = new Worker(WORKER_URL, {
-      workerData: { maxChars: this.#maxChars, preloadModel: this.#preload },
-      // Texts in, vectors and offsets out: short-lived garbage only; the model's tensors live in WASM memory.
-      resourceLimits: { maxYoungGenerationSizeMb: 8 },
-    })
+    const worker = new Worker(WORKER_URL, { workerData: { maxChars: this.#maxChars, preloadModel: this.#preload } })
     const slot: Slot = { worker, ready: false, model: false, modelAsked: this.#preload, busy: undefined, loadMs: undefined, watchdog: undefined }
     worker.unref()
     worker.on('message', (m: { type?: string; id?: number; ok?: boolean; vectors?: Float32Array; people?: [number, number][][]; code?: string; loadMs?: number }) => {
