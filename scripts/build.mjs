@@ -17,8 +17,16 @@ const out = resolve(root, at > 0 ? process.argv[at + 1] : 'dist')
 
 // The digest first: a source edited while tsc runs then makes the stamp stale, never wrong.
 const digest = sourceDigest(root)
+let tsc
+try {
+  tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc')
+} catch {
+  // `npm ci --omit=dev` runs `prepare` too, without TypeScript: that install must not fail.
+  const prepare = process.env.npm_lifecycle_event === 'prepare'
+  process.stderr.write(`build: TypeScript is not installed (a production install?): ${prepare ? 'skipped' : 'nothing built'}; tollgate runs from the sources through tsx\n`)
+  process.exit(prepare ? 0 : 1)
+}
 rmSync(out, { recursive: true, force: true })
-const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc')
 const run = spawnSync(process.execPath, [tsc, '-p', join(root, 'tsconfig.build.json'), '--outDir', out], { cwd: root, stdio: 'inherit' })
 if (run.status !== 0) {
   rmSync(out, { recursive: true, force: true })
