@@ -1,5 +1,15 @@
 import type { Intent } from './facts.ts'
 
+/** Error vocabulary. "\w*(?:Error|Exception)" catches TypeError, ModuleNotFoundError, NullPointerException. */
+export const ERROR_WORDS = /[a-z]\w*(?:Error|Exception)\b|\b(?:Error|Exception):|\bE\d{2,}\b/
+const E_DIGITS = /E\d\d/
+/**
+ * Whether `text` could hold ERROR_WORDS: every match contains "Error", "Exception" or an E and
+ * two digits. ERROR_WORDS tries `[a-z]\w*` from every letter of every word (~10 µs per KB);
+ * these checks cost a fraction of that and rule out almost every prompt.
+ */
+export const mayHoldErrorWords = (text: string): boolean => text.includes('Error') || text.includes('Exception') || E_DIGITS.test(text)
+
 /**
  * Intent by cue phrases (debug > learn > do_it). Intent is about how a request is phrased, not
  * what it is about, and sentence embeddings mostly encode the subject, so rules decide; the
@@ -10,8 +20,6 @@ import type { Intent } from './facts.ts'
  *  - do_it: they want an artifact or an answer produced (the default).
  */
 const DEBUG_CUES: readonly RegExp[] = [
-  // Error vocabulary. "\w*(?:Error|Exception)" catches TypeError, ModuleNotFoundError, NullPointerException.
-  /[a-z]\w*(?:Error|Exception)\b|\b(?:Error|Exception):|\bE\d{2,}\b/,
   /\btraceback\b|\bstack ?trace\b|\bsegfault\b|\bsegmentation fault\b|\bcore dumped\b|\bpanic(?:ked)?:|\bexit(?:s|ed)? (?:immediately )?with (?:code|status)\b|\bcode 1\d\d\b|\berror (?:code )?[a-z]?\d+\b/i,
   /\b(?:errors?|exceptions?|bugs?|buggy|crash(?:es|ed|ing)?|deadlocks?|freez(?:es|ing)|hangs|broke|broken|fail(?:s|ed|ing)?|rejected|won'?t (?:start|drain|compile|run|load|work|boot|connect|turn on|rise)|doesn'?t (?:work|balance|compile|run|load|start|match)|does not (?:work|balance|compile|run|load|start|match)|isn'?t working|is not working|stopped working|not working|keeps? (?:dropping|failing|crashing|slipping|getting|jamming|disconnecting|going off|timing out|returning)|infinite loop|overflows?|memory leak|off by (?:one|a factor)|is off by|inconsistent)\b/i,
   /\bwhy (?:doesn'?t|does not|won'?t|isn'?t|didn'?t|can'?t)\b[^.?!]{0,50}\b(?:work|working|apply|compile|run|load|start|match)\b/i,
@@ -40,7 +48,7 @@ export type IntentCue = 'debug_cue' | 'imperative' | 'learn_cue' | 'how_to'
  * Undefined when nothing fires: the caller breaks the tie (embedding) or defaults to do_it.
  */
 export function intentByRules(text: string): { readonly intent: Intent; readonly cue: IntentCue } | undefined {
-  if (DEBUG_CUES.some((re) => re.test(text))) return { intent: 'debug', cue: 'debug_cue' }
+  if ((mayHoldErrorWords(text) && ERROR_WORDS.test(text)) || DEBUG_CUES.some((re) => re.test(text))) return { intent: 'debug', cue: 'debug_cue' }
   if (DO_IT_OPENING.test(text) || (/\d/.test(text) && QUANTITY_QUESTION.test(text))) return { intent: 'do_it', cue: 'imperative' }
   if (LEARN_CUES.some((re) => re.test(text))) return { intent: 'learn', cue: 'learn_cue' }
   if (HOW_DO_I.test(text)) return { intent: 'do_it', cue: 'how_to' }

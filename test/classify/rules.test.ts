@@ -3,8 +3,9 @@
 // backtracking: the rules run on the main thread).
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
+import fc from 'fast-check'
 import { detectInjection } from '../../src/classify/injection.ts'
-import { intentByRules } from '../../src/classify/intent.ts'
+import { ERROR_WORDS, intentByRules, mayHoldErrorWords } from '../../src/classify/intent.ts'
 import { lexiconScreen } from '../../src/classify/lexicon.ts'
 import { matchPhraseRules, normaliseForRules, PHRASE_RULES } from '../../src/classify/safety-rules.ts'
 import { detectPii } from '../../src/classify/pii.ts'
@@ -61,4 +62,15 @@ test('GW-6: the phrase rules, lexicon, injection and PII detectors stay fast on 
     const ms = performance.now() - t0
     assert.ok(ms < 1500, `${name} (${text.length} chars) took ${ms.toFixed(0)} ms`)
   }
+})
+
+test('GW-3: the error-word gate never rules out a text the error-word cue matches (property, with a positive control)', () => {
+  const parts = ['Error', 'Exception', 'error', 'exception', 'TypeError', 'E1', 'E12', 'E123', 'e12', 'Err', 'ror', 'Except', 'x', 'E', '1', '2', ':', ' ', '_', '.', 'value', 'Type']
+  const texts = fc.array(fc.constantFrom(...parts), { maxLength: 12 }).map((xs) => xs.join(''))
+  const gateHolds = (gate: (t: string) => boolean) => fc.check(fc.property(texts, (t) => !ERROR_WORDS.test(t) || gate(t)), { numRuns: 3000, seed: 42 })
+  assert.equal(gateHolds(mayHoldErrorWords).failed, false)
+  // Positive control: a gate that forgets the E-and-two-digits case is caught ("E12" matches the cue).
+  assert.equal(gateHolds((t) => t.includes('Error') || t.includes('Exception')).failed, true)
+  assert.equal(intentByRules('Why does this throw TypeError: x is undefined?')?.intent, 'debug')
+  assert.equal(intentByRules('The build fails with E0308 on line 4')?.intent, 'debug')
 })
