@@ -62,8 +62,9 @@ const WORKER_URL = new URL('./embed.worker.mjs', import.meta.url)
 /**
  * A small pool of worker threads running the sentence encoder, so the event loop never blocks
  * on the model. Each worker loads the model once; jobs queue (bounded) and go to the first free
- * worker. A worker that dies is replaced and its job fails with a code. Idle workers are
- * `unref`'d, so an idle pool never keeps the process alive; `close()` terminates them all.
+ * worker. A worker that dies is replaced and its job fails with a code. Workers are `unref`'d
+ * and the pool holds the process only while someone waits on it, so an idle pool never keeps the
+ * process alive; `close()` terminates them all.
  *
  * Texts cross to the workers by structured clone and live in memory only (TRANSIT-1).
  */
@@ -80,6 +81,8 @@ export class EmbedPool {
   #failed: string | undefined
   #modelFailed: string | undefined
   readonly #preload: boolean
+  /** The timer that keeps the process alive while someone waits on the pool (see #holdWhileWanted). */
+  #hold: NodeJS.Timeout | undefined
 
   constructor(opts: EmbedPoolOptions = {}) {
     const n = Math.max(1, Math.floor(opts.workers ?? 2))
@@ -159,7 +162,6 @@ export class EmbedPool {
   #spawn(): Slot {
     const worker = new Worker(WORKER_URL, { workerData: { maxChars: this.#maxChars, preloadModel: this.#preload } })
     const slot: Slot = { worker, ready: false, model: false, modelAsked: this.#preload, busy: undefined, loadMs: undefined, watchdog: undefined }
-    worker.unref()
     worker.on('message', (m: { type?: string; id?: number; ok?: boolean; vectors?: Float32Array; people?: [number, number][][]; code?: string; loadMs?: number }) => {
       if (m.type === 'model') {
         slot.model = true
@@ -220,6 +222,9 @@ export class EmbedPool {
       this.#slots[i] = this.#spawn()
       this.#holdWhileWanted()
     })
+    // Workers never hold the process; #holdWhileWanted's timer does while anyone waits on the pool.
+    // After the listeners: adding a 'message' listener refs a worker's port again.
+    worker.unref()
     return slot
   }
 
@@ -267,6 +272,7 @@ export class EmbedPool {
     const q = this.#queue.indexOf(job)
     if (q >= 0) this.#queue.splice(q, 1)
     this.#settle(job, err)
+    this.#holdWhileWanted()
   }
 
   #settle(job: Job, result: JobResult | Error): void {
@@ -295,16 +301,18 @@ export class EmbedPool {
 
   /**
    * Keeps the process alive exactly while someone waits on the pool — a queued or running job, a
-   * `ready()` or `modelReady()` caller — and lets it end when the pool is idle. Every worker is
-   * held then, not only the one a waiter needs: which worker that is changes as workers start,
-   * load the model and take jobs, and a command like `tollgate classify` must not see its event
-   * loop end halfway.
+   * `ready()` or `modelReady()` caller — and lets it end when the pool is idle, so a command like
+   * `tollgate classify` never sees its event loop end halfway. The hold is one ref'd timer, not
+   * the workers' own refs: a Worker's ref state also follows its message port's listeners and
+   * its start-up, and toggling it per worker let the loop end mid-command under load (a test
+   * cancelled with "the event loop has already resolved", twice in full runs).
    */
   #holdWhileWanted(): void {
-    const waiting = this.#queue.length > 0 || this.#readyWaiters.length > 0 || this.#modelWaiters.length > 0 || this.#slots.some((s) => s.busy)
-    for (const slot of this.#slots) {
-      if (waiting) slot.worker.ref()
-      else slot.worker.unref()
+    const waiting = !this.#closed && (this.#queue.length > 0 || this.#readyWaiters.length > 0 || this.#modelWaiters.length > 0 || this.#slots.some((s) => s.busy))
+    if (waiting) this.#hold ??= setInterval(() => {}, 60_000)
+    else if (this.#hold) {
+      clearInterval(this.#hold)
+      this.#hold = undefined
     }
   }
 
@@ -314,6 +322,7 @@ export class EmbedPool {
     this.#closed = true
     for (const w of [...this.#readyWaiters.splice(0), ...this.#modelWaiters.splice(0)]) w.reject(new EmbedError('embed_closed'))
     for (const j of this.#queue.splice(0)) this.#settle(j, new EmbedError('embed_closed'))
+    this.#holdWhileWanted()
     await Promise.all(this.#slots.map(async (s) => {
       const job = s.busy
       s.busy = undefined
