@@ -5,6 +5,7 @@ import { rename, stat, unlink } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { Transform, type Readable } from 'node:stream'
 import SqliteDatabase from 'better-sqlite3-multiple-ciphers'
+import { loadPg } from '../storage/database.ts'
 import { BackupError } from './format.ts'
 
 /** The database a backup copies and a restore replaces. */
@@ -94,8 +95,7 @@ export async function targetHasTables(target: DatabaseTarget): Promise<boolean> 
       conn.close()
     }
   }
-  const { default: pg } = await import('pg') // only with PostgreSQL (an SQLite instance never loads it)
-  const c = new pg.Client({ connectionString: target.url })
+  const c = new (loadPg().Client)({ connectionString: target.url })
   await c.connect()
   try {
     const r = await c.query<{ n: number }>(`select count(*)::int as n from information_schema.tables where table_schema = current_schema()`)
@@ -118,8 +118,7 @@ export async function applySnapshot(target: DatabaseTarget, plainFile: string, r
     return
   }
   if (replace) {
-    const { default: pg } = await import('pg') // only with PostgreSQL (an SQLite instance never loads it)
-  const c = new pg.Client({ connectionString: target.url })
+    const c = new (loadPg().Client)({ connectionString: target.url })
     await c.connect()
     try {
       await c.query('drop schema public cascade')

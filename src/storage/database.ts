@@ -31,8 +31,8 @@ export interface DatabaseOptions {
 
 const require = createRequire(import.meta.url)
 
-/** `pg` is loaded only when PostgreSQL is configured (it is ~15 MB of an SQLite instance's memory otherwise). */
-function loadPg(): typeof PgModule {
+/** `pg` is loaded only when PostgreSQL is used (it is ~15 MB of an SQLite instance's memory otherwise). */
+export function loadPg(): typeof PgModule {
   const pg = require('pg') as typeof PgModule
   // int8 (bigint, count(*)) as JS numbers: our ms timestamps and counts stay far below 2^53.
   pg.types.setTypeParser(20, (v) => Number.parseInt(v, 10))
