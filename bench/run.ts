@@ -118,7 +118,7 @@ async function main(): Promise<void> {
   const proxy = await startNodeServer('proxy', 'baseline-proxy.ts', { ...process.env, PROXY_HOST: '127.0.0.1', PROXY_PORT: '0', UPSTREAM_URL: `http://127.0.0.1:${mock.port}` }, /"proxy":\{"port":(\d+)\}/)
   log(`bare proxy on 127.0.0.1:${proxy.port} (pid ${proxy.child.pid})`)
   // 3. Tollgate, compiled as `npm start` runs it: CLI org + key, then `serve`
-  await ensureBuild(log)
+  ensureBuild(log)
   const dataDir = join(workDir, 'data')
   const env = tollgateEnv(dataDir, mock.port)
   const key = await createKey(env, 'bench')

@@ -5,7 +5,7 @@
 // digest of the sources it built from (bin/build-state.mjs), so `tollgate` never runs a stale build.
 //   node scripts/build.mjs [--out <dir>]   (default dist; another dir is for tests)
 import { spawnSync } from 'node:child_process'
-import { cpSync, mkdirSync, rmSync, writeFileSync } from 'node:fs'
+import { cpSync, rmSync, writeFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -34,5 +34,4 @@ if (run.status !== 0) {
   process.exit(run.status ?? 1)
 }
 cpSync(join(root, 'src'), out, { recursive: true, filter: (src) => !src.endsWith('.ts') })
-mkdirSync(out, { recursive: true })
 writeFileSync(join(out, STAMP), `${JSON.stringify({ digest, builtAt: new Date().toISOString() })}\n`)

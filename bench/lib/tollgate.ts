@@ -12,6 +12,7 @@ import { openSync, closeSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
+import { chooseEntry } from '../../bin/build-state.mjs'
 import { MOCK_ANTHROPIC_KEY, MOCK_OPENAI_KEY } from '../mock-upstream.ts'
 import { startChild, waitForLine, type Child } from './procs.ts'
 
@@ -86,8 +87,7 @@ export interface RunningTollgate {
  * Builds dist/ unless it already holds a build of the current sources (`npm run build`), so the
  * bench measures Tollgate as `npm start` runs it after `npm ci`: compiled, not through tsx.
  */
-export async function ensureBuild(log: (msg: string) => void): Promise<void> {
-  const { chooseEntry } = await import('../../bin/build-state.mjs')
+export function ensureBuild(log: (msg: string) => void): void {
   if (chooseEntry(ROOT) === 'dist') return
   log('building dist/ (npm run build)')
   execFileSync(process.execPath, [join(ROOT, 'scripts', 'build.mjs')], { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] })
