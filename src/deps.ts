@@ -10,6 +10,7 @@ import type { Config } from './config/load.ts'
 import { systemClock, type Clock } from './core/clock.ts'
 import { KyselyDecisionSink, SqliteWorkerDecisionSink } from './decisions/sinks.ts'
 import { DecisionWriter } from './decisions/writer.ts'
+import { InFlight } from './gateway/in-flight.ts'
 import { DecisionRecords } from './decisions/records.ts'
 import { IdempotencyStore } from './idempotency/store.ts'
 import { Jobs } from './ops/jobs.ts'
@@ -331,12 +332,13 @@ export async function buildDeps(config: Config, opts: BuildOptions = {}): Promis
   const upstreamHttp = new UpstreamHttp({ connections: config.providers.maxConnections, headersTimeoutMs: config.providers.timeoutMs, bodyTimeoutMs: config.providers.idleTimeoutMs })
   const providers = new ProviderRegistry(config.providers, upstreamHttp)
   const sink = db.dialect === 'sqlite' ? new SqliteWorkerDecisionSink(db.sqlitePath!) : new KyselyDecisionSink(db.db)
+  const inFlight = new InFlight()
   const decisions = new DecisionWriter(sink, config.decisions.batchMax, {
     batch: (size, ms, ok) => {
       metrics.decisionBatch.observe(size)
       if (ok) metrics.decisionCommit.observe(ms / 1000)
     },
-  })
+  }, () => inFlight.count <= 1)
   const tls = config.server.tls ? { cert: readFileSync(config.server.tls.certPath), key: readFileSync(config.server.tls.keyPath) } : undefined
   const classifier = opts.classifier ?? buildClassifier(config, upstreamHttp, log, metrics)
   const holds = new ChallengeHolds(clock, { ttlMs: config.challenge.ttlS * 1000, maxAttempts: config.challenge.attempts, maxHolds: config.challenge.maxHolds })
@@ -390,7 +392,7 @@ export async function buildDeps(config: Config, opts: BuildOptions = {}): Promis
   const mail: MailTransport = config.mail.smtpUrl ? new SmtpTransport(config.mail.smtpUrl.reveal(), config.mail.from) : new LogOutbox(log)
   return {
     ...stores,
-    cache, metrics, upstreamHttp, providers, decisions, sessions, mail, rate, tiers,
+    cache, metrics, upstreamHttp, providers, decisions, inFlight, sessions, mail, rate, tiers,
     records: new DecisionRecords(db.db),
     classifier, holds, classifierModel: config.classify.model,
     policies: new PolicyStore(db.db, clock, stores.audit),

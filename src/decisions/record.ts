@@ -14,5 +14,11 @@ export const DECISION_COLUMNS = [
 /** Where committed batches go: one transaction per call, resolved only once durable. */
 export interface DecisionSink {
   write(rows: readonly DecisionRecord[]): Promise<void>
+  /**
+   * Commits the rows on the calling thread before returning (one transaction); false, with
+   * nothing written, when another connection holds the database's write lock. Optional: a sink
+   * whose writes are not synchronous has none.
+   */
+  writeNow?(rows: readonly DecisionRecord[]): boolean
   close(): Promise<void>
 }

@@ -14,6 +14,11 @@ export interface WriterObserver {
  * Group commit for decision records (D8). `record()` resolves once the row is durable. Rows
  * arriving while a batch commits wait for the next one, so under load many requests share one
  * transaction (one fsync) while an idle server commits each row at once.
+ *
+ * When only one request is in flight (`alone`) and nothing is queued, a sink that can write on
+ * the calling thread (SQLite) commits the row there: the round trip to a writer thread costs as
+ * much as the commit itself (~0.15 ms of ~0.45 ms here), and the event loop has nobody else to
+ * serve meanwhile. If another connection holds the write lock, the row takes the queue instead.
  */
 export class DecisionWriter {
   readonly #queue: Pending[] = []
@@ -25,9 +30,22 @@ export class DecisionWriter {
     private readonly sink: DecisionSink,
     private readonly batchMax: number,
     private readonly observer: WriterObserver = { batch: () => {} },
+    private readonly alone: () => boolean = () => false,
   ) {}
 
   record(row: DecisionRecord): Promise<void> {
+    if (this.sink.writeNow && !this.#flushing && !this.#scheduled && this.#queue.length === 0 && this.alone()) {
+      const t0 = performance.now()
+      try {
+        if (this.sink.writeNow([row])) {
+          this.observer.batch(1, performance.now() - t0, true)
+          return Promise.resolve()
+        }
+      } catch (err) {
+        this.observer.batch(1, performance.now() - t0, false)
+        return Promise.reject(err)
+      }
+    }
     return new Promise((resolve, reject) => {
       this.#queue.push({ row, resolve, reject })
       this.#schedule()

@@ -25,6 +25,7 @@ import type { RateLimiter } from '../ratelimit/limits.ts'
 import type { RateTiers } from '../ratelimit/tiers.ts'
 import { jsonAnswer, replayAnswer, sendError, settleIdempotency, stopRecorded, streamAnswer, textAnswer, type OutputScreen } from './answer.ts'
 import { Trace } from './context.ts'
+import type { InFlight } from './in-flight.ts'
 import type { AiReply } from './reply.ts'
 import { challengeReply, challengeText, classifierInput, lastUserText, redactRequest } from './wire/segments.ts'
 import { checkAttachmentLimits, type AttachmentLimits } from './wire/limits.ts'
@@ -37,6 +38,8 @@ export interface GatewayDeps {
   readonly keyring: OrgKeyring
   readonly providers: ProviderRegistry
   readonly decisions: DecisionWriter
+  /** AI requests being answered now (the decision writer reads it). */
+  readonly inFlight: InFlight
   readonly records: DecisionRecords
   readonly metrics: Metrics
   readonly log: Logger

@@ -37,7 +37,7 @@ export function registerGatewayRoutes(app: FastifyInstance, d: GatewayDeps, base
       reply.hijack()
       const out = new AiReply(reply.raw, baseHeaders)
       const req = { wire, route: path, requestId: request.id, headers: request.headers, body: request.body, signal: abortOnClose(reply.raw) }
-      await handleAiRequest(req, d, out).catch((err) => failed(err, request.id, wire, out, d, reply.elapsedTime))
+      await d.inFlight.around(() => handleAiRequest(req, d, out).catch((err) => failed(err, request.id, wire, out, d, reply.elapsedTime)))
     })
   }
 
@@ -47,7 +47,7 @@ export function registerGatewayRoutes(app: FastifyInstance, d: GatewayDeps, base
     const out = new AiReply(reply.raw, baseHeaders)
     const req = { wire: nativeWire, route: '/v1/intercept/:id/reply', requestId: request.id, headers: request.headers, body: request.body, signal: abortOnClose(reply.raw) }
     const id = String((request.params as Record<string, unknown>)['id'] ?? '')
-    await handleChallengeReply(req, id, d, out).catch((err) => failed(err, request.id, nativeWire, out, d, reply.elapsedTime))
+    await d.inFlight.around(() => handleChallengeReply(req, id, d, out).catch((err) => failed(err, request.id, nativeWire, out, d, reply.elapsedTime)))
   })
 
   app.get('/v1/models', async (request, reply) => {
@@ -74,7 +74,7 @@ export function rejectOnAiRoute(code: TollgateError['code'], request: import('fa
   reply.hijack()
   const out = new AiReply(reply.raw, baseHeaders)
   const req = { wire, route: request.routeOptions.url ?? '', requestId: request.id, headers: request.headers, signal: abortOnClose(reply.raw) }
-  return rejectAiRequest(req, code, d, out).catch((err) => failed(err, request.id, wire, out, d, reply.elapsedTime))
+  return d.inFlight.around(() => rejectAiRequest(req, code, d, out).catch((err) => failed(err, request.id, wire, out, d, reply.elapsedTime)))
 }
 
 function failed(err: unknown, requestId: string, wire: Wire, out: AiReply, d: GatewayDeps, elapsedMs: number): void {

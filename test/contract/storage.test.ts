@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
 import { describe, test } from 'node:test'
+import SqliteDatabase from 'better-sqlite3-multiple-ciphers'
 import { setImmediate as tick } from 'node:timers/promises'
 import { linkHash, verifyChains, type ChainReport } from '../../src/audit/audit.ts'
 import { checksum62, sha256Hex } from '../../src/core/crypto.ts'
@@ -10,6 +11,7 @@ import { newId } from '../../src/core/ids.ts'
 import type { DecisionRecord, DecisionSink } from '../../src/decisions/record.ts'
 import { KyselyDecisionSink, SqliteWorkerDecisionSink } from '../../src/decisions/sinks.ts'
 import { DecisionWriter } from '../../src/decisions/writer.ts'
+import { InFlight } from '../../src/gateway/in-flight.ts'
 import { mintKey } from '../../src/keys/key-format.ts'
 import { OrgKeyring } from '../../src/privacy/org-keys.ts'
 import { masterKeyFromHex } from '../../src/privacy/wrap.ts'
@@ -365,6 +367,73 @@ for (const dialect of DIALECTS) {
       assert.deepEqual(back, rows[7])
       await writer.drain()
     })
+
+    if (dialect === 'sqlite') {
+      test('AUDIT-2 TRANSIT-3: with one request in flight the SQLite writer commits on the calling thread; with more, or while another connection writes, it queues [sqlite]', async (t) => {
+        const w = await storageWorld(t, dialect)
+        if (!w) return
+        const org = await newOrg(w)
+        let alone = true
+        const batches: string[] = []
+        const writer = new DecisionWriter(sinkFor(w), 64, { batch: (size, _ms, ok) => batches.push(`${size}:${ok}`) }, () => alone)
+        t.after(() => writer.close())
+        // A third connection sees what is committed, at any moment (no await between record() and the look).
+        const other = new SqliteDatabase(w.database.sqlitePath!)
+        t.after(() => other.close())
+        const committed = (id: string) => (other.prepare('select count(*) as n from decision where id = ?').get(id) as { n: number }).n
+
+        const first = decisionRow(org.id, 1, Date.now())
+        const p1 = writer.record(first)
+        assert.equal(committed(first.id), 1, 'alone: durable before record() returns')
+        await p1
+        assert.deepEqual(batches, ['1:true'])
+
+        alone = false
+        const second = decisionRow(org.id, 2, Date.now())
+        const p2 = writer.record(second)
+        assert.equal(committed(second.id), 0, 'not alone: queued for the writer thread')
+        await p2
+        assert.equal(committed(second.id), 1)
+
+        // Another connection holds the write lock: the row waits in the queue (busy_timeout) instead of failing.
+        alone = true
+        other.exec('begin immediate')
+        const third = decisionRow(org.id, 3, Date.now())
+        let done = false
+        const p3 = writer.record(third).then(() => { done = true })
+        await new Promise((r) => setTimeout(r, 100))
+        assert.equal(done, false, 'waits while the lock is held')
+        other.exec('commit')
+        await p3
+        assert.equal(committed(third.id), 1)
+
+        // A row the database refuses: rejected with a code only, nothing written, the writer carries on.
+        const bad = decisionRow('no-such-org', 4, Date.now())
+        const err = await writer.record(bad).then(() => undefined, (e: unknown) => e as Error & { code?: string })
+        assert.ok(err instanceof Error)
+        assert.equal(err.message.includes('no-such-org'), false)
+        assert.match(String(err.code), /^SQLITE_CONSTRAINT/)
+        assert.equal(committed(bad.id), 0)
+        const fifth = decisionRow(org.id, 5, Date.now())
+        const p5 = writer.record(fifth)
+        assert.equal(committed(fifth.id), 1)
+        await p5
+        assert.deepEqual(batches.slice(-2), ['1:false', '1:true'])
+      })
+
+      test('AUDIT-2: InFlight counts a request until it settles, also when it throws', async () => {
+        const inFlight = new InFlight()
+        let release!: () => void
+        const a = inFlight.around(() => new Promise<void>((r) => { release = r }))
+        const b = inFlight.around(async () => { throw new Error('boom') })
+        assert.equal(inFlight.count, 2)
+        await assert.rejects(b)
+        assert.equal(inFlight.count, 1)
+        release()
+        await a
+        assert.equal(inFlight.count, 0)
+      })
+    }
 
     test(`AUDIT-2: a failing batch rejects every record in it, commits none of them, and the writer carries on [${dialect}]`, async (t) => {
       const w = await storageWorld(t, dialect)
