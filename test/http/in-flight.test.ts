@@ -1,0 +1,54 @@
+import assert from 'node:assert/strict'
+import { test } from 'node:test'
+import { startMockUpstream, upstreamEnv } from '../fakes/upstreams.ts'
+import { orgWithKeys, startApp } from '../helpers/app.ts'
+
+/**
+ * The decision writer commits on the calling thread only while one AI request is in flight, so
+ * the count must follow every AI route's requests from arrival until they end — answered,
+ * aborted or refused before the handler — and never drift.
+ */
+
+async function until(what: string, check: () => boolean, timeoutMs = 5000): Promise<void> {
+  const end = Date.now() + timeoutMs
+  while (!check()) {
+    if (Date.now() > end) assert.fail(`timed out waiting for ${what}`)
+    await new Promise((r) => setTimeout(r, 5))
+  }
+}
+
+test('AUDIT-2 TRANSIT-3: the in-flight count follows AI requests through answers, aborts and refusals, and each is recorded', async (t) => {
+  const mock = await startMockUpstream()
+  t.after(() => mock.close())
+  const tg = await startApp(t, { env: upstreamEnv(mock) })
+  if (!tg) return
+  const { production } = await orgWithKeys(tg.deps)
+  const headers = { 'content-type': 'application/json', authorization: `Bearer ${production}` }
+  const post = (path: string, body: string, signal?: AbortSignal) => fetch(tg.url + path, { method: 'POST', headers, body, ...(signal ? { signal } : {}) })
+  const count = () => tg.deps.inFlight.count
+  assert.equal(count(), 0)
+
+  // A request held upstream is in flight; a second one meanwhile makes two.
+  const ac = new AbortController()
+  const hanging = post('/v1/chat/completions', JSON.stringify({ model: 'gpt-4o-hang', messages: [{ role: 'user', content: 'wait' }] }), ac.signal)
+  await until('the held request to be in flight', () => count() === 1 && mock.received.length === 1)
+  const second = post('/v1/messages', JSON.stringify({ model: 'claude-sonnet-4-5', max_tokens: 16, messages: [{ role: 'user', content: 'hello' }] }))
+  await until('two requests in flight', () => count() === 2)
+  assert.equal((await second).status, 200)
+  await until('the answered request to end', () => count() === 1)
+
+  // Aborted: the count comes back down once its record is written.
+  ac.abort()
+  await assert.rejects(hanging, { name: 'AbortError' })
+  await until('the aborted request to end', () => count() === 0)
+
+  // Refused before the handler (malformed JSON, recorded through rejectAiRequest), and a challenge reply to nothing.
+  assert.equal((await post('/v1/intercept', '{"prompt": ')).status, 400)
+  assert.equal(count(), 0)
+  assert.equal((await post('/v1/intercept/nothing-held/reply', JSON.stringify({ reply: 'because' }))).status, 404)
+  assert.equal(count(), 0)
+
+  await tg.deps.decisions.drain()
+  const outcomes = (await tg.deps.db.db.selectFrom('decision').select(['outcome', 'status']).orderBy('created_at').execute()).map((r) => `${r.outcome}:${r.status}`).sort()
+  assert.deepEqual(outcomes, ['aborted:499', 'allowed:200', 'rejected:400', 'rejected:404'])
+})
