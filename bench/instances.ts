@@ -6,7 +6,8 @@
  *   node --import tsx bench/instances.ts
  *
  * Starts (127.0.0.1 only) the mock upstream (bench/mock-upstream.ts), a fresh PostgreSQL database,
- * the org and key with the CLI, and BENCH_INSTANCES (2) `serve` processes (scripts/lib/instances.ts).
+ * the org and key with the CLI, and BENCH_INSTANCES (2) `serve` processes (scripts/lib/instances.ts) running
+ * the compiled build, as `npm start` does (`npm run build` first when dist/ is missing or stale).
  * Then, interleaved BENCH_REPS times (order rotated): "1 instance" = one wrk with BENCH_CONNS
  * connections against instance A (B idles); "2 instances" = wrk against each instance at the same
  * time, BENCH_CONNS / 2 connections each (a load balancer's round-robin, without a balancer's own
@@ -25,11 +26,11 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSyn
 import { cpus, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import pg from 'pg'
-import { instanceEnv, instanceName, startInstance, type Instance } from '../scripts/lib/instances.ts'
+import { builtEntry, instanceEnv, instanceName, startInstance, type Instance } from '../scripts/lib/instances.ts'
 import { writeBodies } from './lib/bodies.ts'
 import { pickLoadGen, runLoad, type LoadResult } from './lib/load.ts'
 import { installCleanup, machineTicks, processTree, selfTicks, startChild, stopAll, treeTicks, waitForLine, CLK_TCK, type Child } from './lib/procs.ts'
-import { BENCH_MASTER_KEY, createKey, extraSettings, ROOT } from './lib/tollgate.ts'
+import { BENCH_MASTER_KEY, createKey, ensureBuild, extraSettings, ROOT } from './lib/tollgate.ts'
 import { MOCK_OPENAI_KEY } from './mock-upstream.ts'
 
 function int(name: string, def: number, min: number, max: number): number {
@@ -121,6 +122,8 @@ async function quiesce(pids: () => number[]): Promise<void> {
 async function main(): Promise<void> {
   const gen = pickLoadGen(process.env['BENCH_LOADGEN'])
   log(`load generator: ${gen.name} ${gen.version}; ${cpus().length} CPUs; plan: ${REPS} reps × (1 instance, ${COUNT} instances) × ${DURATION}s, JSON at ${CONNS} connections`)
+  // The instances run the compiled build, as `npm start` does (built first when dist/ is missing or stale).
+  ensureBuild(log)
   workDir = mkdtempSync(join(tmpdir(), 'tollgate-bench-instances-'))
   const bodies = writeBodies(workDir)
 
@@ -156,8 +159,9 @@ async function main(): Promise<void> {
 
   // 3. the instances, all at once
   mkdirSync(join(workDir, 'logs'), { recursive: true })
+  const entry = builtEntry()
   instances = await Promise.all(Array.from({ length: COUNT }, (_, i) => startInstance({
-    name: instanceName(i), env, stdout: { file: join(workDir!, 'logs', `${instanceName(i)}.log`) }, readyTimeoutMs: 120_000,
+    name: instanceName(i), env, stdout: { file: join(workDir!, 'logs', `${instanceName(i)}.log`) }, readyTimeoutMs: 120_000, ...(entry ? { entry } : {}),
   })))
   log(`instances: ${instances.map((i) => `${i.name} ${i.url} (pid ${i.pid})`).join(', ')}`)
   const headers = { authorization: `Bearer ${key.key}` }

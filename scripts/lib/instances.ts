@@ -12,6 +12,7 @@ import { closeSync, openSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { fileURLToPath, pathToFileURL } from 'node:url'
+import { chooseEntry } from '../../bin/build-state.mjs'
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
 export const MAIN = join(ROOT, 'src', 'main.ts')
@@ -55,6 +56,11 @@ export interface InstanceSpec {
   readonly nodeFlags?: readonly string[]
   /** A compiled `main.js` (`npm run build`) to run instead of src/main.ts through tsx. */
   readonly entry?: string
+}
+
+/** The compiled build's `main.js` when dist/ holds a build of the current sources (what `npm start` runs), else undefined. */
+export function builtEntry(): string | undefined {
+  return chooseEntry(ROOT) === 'dist' ? join(ROOT, 'dist', 'main.js') : undefined
 }
 
 /** The node arguments that run the CLI: a compiled `main.js`, or src/main.ts through tsx. */
@@ -228,6 +234,8 @@ export interface SeveralOptions {
   readonly stdout?: InstanceSpec['stdout'] | ((name: string) => InstanceSpec['stdout'])
   readonly onStderr?: (name: string, line: string) => void
   readonly nodeFlags?: readonly string[]
+  /** A compiled `main.js` for the instances and the migration (see `builtEntry`); default src/main.ts through tsx. */
+  readonly entry?: string
 }
 
 export const instanceName = (i: number): string => String.fromCharCode(65 + (i % 26)) + (i >= 26 ? String(Math.floor(i / 26)) : '')
@@ -251,7 +259,7 @@ export function severalSettings(o: SeveralOptions, i: number): Record<string, st
  */
 export async function startSeveral(o: SeveralOptions): Promise<Instance[]> {
   const envOf = (i: number) => instanceEnv(severalSettings(o, i))
-  await cli(['migrate'], envOf(0))
+  await cli(['migrate'], envOf(0), undefined, o.entry)
   const started = await Promise.allSettled(Array.from({ length: o.count }, (_, i) => {
     const name = instanceName(i)
     const stdout = typeof o.stdout === 'function' ? o.stdout(name) : o.stdout
@@ -260,6 +268,7 @@ export async function startSeveral(o: SeveralOptions): Promise<Instance[]> {
       ...(stdout ? { stdout } : {}),
       ...(o.onStderr ? { onStderr: (l: string) => o.onStderr!(name, l) } : {}),
       ...(o.nodeFlags ? { nodeFlags: o.nodeFlags } : {}),
+      ...(o.entry ? { entry: o.entry } : {}),
     })
   }))
   const ok = started.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []))
