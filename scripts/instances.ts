@@ -20,7 +20,7 @@
 import { mkdirSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
-import { builtEntry, startSeveral, type Instance } from './lib/instances.ts'
+import { builtEntry, freePort, startSeveral, type Instance } from './lib/instances.ts'
 
 const USAGE = 'usage: npm run instances -- --database-url postgres://… --redis-url redis://… --master-key <64 hex> [--count 2] [--ports 8787,8788 | --base-port 8787] [--log-dir DIR] [--json]'
 
@@ -58,7 +58,8 @@ const masterKey = values['master-key'] ?? env['TOLLGATE_MASTER_KEY']
 if (!masterKey || !/^[0-9a-fA-F]{64}$/.test(masterKey)) fail('every instance needs the same master key: give --master-key (64 hex digits; openssl rand -hex 32) or TOLLGATE_MASTER_KEY')
 const basePort = Number(values['base-port'] ?? 8787)
 if (!Number.isInteger(basePort) || basePort < 0 || basePort > 65535 - count) fail('--base-port is a port number')
-const ports = values.ports !== undefined ? values.ports.split(',').map(Number) : Array.from({ length: count }, (_, i) => (basePort === 0 ? 0 : basePort + i))
+// --base-port 0: free ports chosen now, so each instance's origin (links, redirect URIs, WebAuthn) names its real port.
+const ports = values.ports !== undefined ? values.ports.split(',').map(Number) : await Promise.all(Array.from({ length: count }, (_, i) => (basePort === 0 ? freePort() : basePort + i)))
 if (ports.length !== count || ports.some((p) => !Number.isInteger(p) || p < 0 || p > 65535)) fail(`--ports needs ${count} port numbers`)
 const logDir = values['log-dir'] === undefined ? undefined : resolve(values['log-dir'])
 if (logDir) mkdirSync(logDir, { recursive: true })

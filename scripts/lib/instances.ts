@@ -13,6 +13,7 @@ import { dirname, join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import { chooseEntry } from '../../bin/build-state.mjs'
+import { createServer, type AddressInfo } from 'node:net'
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
 export const MAIN = join(ROOT, 'src', 'main.ts')
@@ -236,6 +237,18 @@ export interface SeveralOptions {
   readonly nodeFlags?: readonly string[]
   /** A compiled `main.js` for the instances and the migration (see `builtEntry`); default src/main.ts through tsx. */
   readonly entry?: string
+}
+
+/** A free loopback port, chosen before an instance starts: its origin (redirect URIs, WebAuthn, CSRF, printed links) must name its real port. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer()
+    srv.once('error', reject)
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as AddressInfo
+      srv.close(() => resolve(port))
+    })
+  })
 }
 
 export const instanceName = (i: number): string => String.fromCharCode(65 + (i % 26)) + (i >= 26 ? String(Math.floor(i / 26)) : '')

@@ -1,5 +1,4 @@
 import { mkdtempSync, rmSync } from 'node:fs'
-import { createServer, type AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { TestContext } from 'node:test'
@@ -12,6 +11,9 @@ import type { Classifier } from '../../src/classify/facts.ts'
 import { silentLogger, type Logger } from '../../src/observe/log.ts'
 import { buildServer } from '../../src/server.ts'
 import { freshPostgres, needService, REDIS_URL } from './services.ts'
+import { freePort } from '../../scripts/lib/instances.ts'
+
+export { freePort }
 
 export const TEST_MASTER_KEY = 'a'.repeat(64)
 
@@ -46,18 +48,6 @@ let classifier: Classifier | undefined
 export function sharedClassifier(): Classifier {
   classifier ??= createClassifier({ embedded: { workers: 1 } })
   return classifier
-}
-
-/** A free loopback port (the app's origin — redirect URIs, WebAuthn, CSRF — must name its real port). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer()
-    srv.once('error', reject)
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as AddressInfo
-      srv.close(() => resolve(port))
-    })
-  })
 }
 
 /** Builds config from env like production does; throws with every problem if it is invalid. */
