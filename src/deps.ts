@@ -333,6 +333,7 @@ export async function buildDeps(config: Config, opts: BuildOptions = {}): Promis
   const providers = new ProviderRegistry(config.providers, upstreamHttp)
   const sink = db.dialect === 'sqlite' ? new SqliteWorkerDecisionSink(db.sqlitePath!) : new KyselyDecisionSink(db.db)
   const inFlight = new InFlight()
+  metrics.inFlight(() => inFlight.count)
   const decisions = new DecisionWriter(sink, config.decisions.batchMax, {
     batch: (size, ms, ok) => {
       metrics.decisionBatch.observe(size)

@@ -17,7 +17,7 @@ async function until(what: string, check: () => boolean, timeoutMs = 5000): Prom
   }
 }
 
-test('AUDIT-2 TRANSIT-3: the in-flight count follows AI requests through answers, aborts and refusals, and each is recorded', async (t) => {
+test('AUDIT-2 TRANSIT-3 OPS-1: the in-flight count (and its metric) follows AI requests through answers, aborts and refusals, and each is recorded', async (t) => {
   const mock = await startMockUpstream()
   t.after(() => mock.close())
   const tg = await startApp(t, { env: upstreamEnv(mock) })
@@ -28,19 +28,32 @@ test('AUDIT-2 TRANSIT-3: the in-flight count follows AI requests through answers
   const count = () => tg.deps.inFlight.count
   assert.equal(count(), 0)
 
-  // A request held upstream is in flight; a second one meanwhile makes two.
-  const ac = new AbortController()
-  const hanging = post('/v1/chat/completions', JSON.stringify({ model: 'gpt-4o-hang', messages: [{ role: 'user', content: 'wait' }] }), ac.signal)
-  await until('the held request to be in flight', () => count() === 1 && mock.received.length === 1)
-  const second = post('/v1/messages', JSON.stringify({ model: 'claude-sonnet-4-5', max_tokens: 16, messages: [{ role: 'user', content: 'hello' }] }))
-  await until('two requests in flight', () => count() === 2)
-  assert.equal((await second).status, 200)
+  // Requests held upstream are in flight until they end; operators see the count too (a scrape is not an AI request).
+  const held = (path: string, body: object) => {
+    const ac = new AbortController()
+    return { ac, res: post(path, JSON.stringify(body), ac.signal) }
+  }
+  const a = held('/v1/chat/completions', { model: 'gpt-4o-hang', messages: [{ role: 'user', content: 'wait' }] })
+  await until('the first held request to be in flight', () => count() === 1 && mock.received.length === 1)
+  const b = held('/v1/messages', { model: 'claude-sonnet-4-5-hang', max_tokens: 16, messages: [{ role: 'user', content: 'wait too' }] })
+  await until('two requests in flight', () => count() === 2 && mock.received.length === 2)
+  assert.match(await (await fetch(`${tg.url}/metrics`)).text(), /^tollgate_ai_requests_in_flight 2$/m)
+
+  // Aborted: the count comes down once its record is written.
+  b.ac.abort()
+  await assert.rejects(b.res, { name: 'AbortError' })
+  await until('the aborted request to end', () => count() === 1)
+
+  // Answered beside the held one.
+  const answered = await post('/v1/messages', JSON.stringify({ model: 'claude-sonnet-4-5', max_tokens: 16, messages: [{ role: 'user', content: 'hello' }] }))
+  assert.equal(answered.status, 200)
+  await answered.arrayBuffer()
   await until('the answered request to end', () => count() === 1)
 
-  // Aborted: the count comes back down once its record is written.
-  ac.abort()
-  await assert.rejects(hanging, { name: 'AbortError' })
-  await until('the aborted request to end', () => count() === 0)
+  a.ac.abort()
+  await assert.rejects(a.res, { name: 'AbortError' })
+  await until('no request in flight', () => count() === 0)
+  assert.match(await (await fetch(`${tg.url}/metrics`)).text(), /^tollgate_ai_requests_in_flight 0$/m)
 
   // Refused before the handler (malformed JSON, recorded through rejectAiRequest), and a challenge reply to nothing.
   assert.equal((await post('/v1/intercept', '{"prompt": ')).status, 400)
@@ -50,5 +63,5 @@ test('AUDIT-2 TRANSIT-3: the in-flight count follows AI requests through answers
 
   await tg.deps.decisions.drain()
   const outcomes = (await tg.deps.db.db.selectFrom('decision').select(['outcome', 'status']).orderBy('created_at').execute()).map((r) => `${r.outcome}:${r.status}`).sort()
-  assert.deepEqual(outcomes, ['aborted:499', 'allowed:200', 'rejected:400', 'rejected:404'])
+  assert.deepEqual(outcomes, ['aborted:499', 'aborted:499', 'allowed:200', 'rejected:400', 'rejected:404'])
 })
