@@ -26,7 +26,7 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSyn
 import { cpus, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import pg from 'pg'
-import { builtEntry, instanceEnv, instanceName, startInstance, type Instance } from '../scripts/lib/instances.ts'
+import { BIN, instanceEnv, instanceName, startInstance, type Instance } from '../scripts/lib/instances.ts'
 import { writeBodies } from './lib/bodies.ts'
 import { pickLoadGen, runLoad, type LoadResult } from './lib/load.ts'
 import { installCleanup, machineTicks, processTree, selfTicks, startChild, stopAll, treeTicks, waitForLine, CLK_TCK, type Child } from './lib/procs.ts'
@@ -159,9 +159,8 @@ async function main(): Promise<void> {
 
   // 3. the instances, all at once
   mkdirSync(join(workDir, 'logs'), { recursive: true })
-  const entry = builtEntry()
   instances = await Promise.all(Array.from({ length: COUNT }, (_, i) => startInstance({
-    name: instanceName(i), env, stdout: { file: join(workDir!, 'logs', `${instanceName(i)}.log`) }, readyTimeoutMs: 120_000, ...(entry ? { entry } : {}),
+    name: instanceName(i), env, stdout: { file: join(workDir!, 'logs', `${instanceName(i)}.log`) }, readyTimeoutMs: 120_000, entry: BIN,
   })))
   log(`instances: ${instances.map((i) => `${i.name} ${i.url} (pid ${i.pid})`).join(', ')}`)
   const headers = { authorization: `Bearer ${key.key}` }

@@ -13,12 +13,11 @@ import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import { chooseEntry } from '../../bin/build-state.mjs'
+import { BIN } from '../../scripts/lib/instances.ts'
 import { MOCK_ANTHROPIC_KEY, MOCK_OPENAI_KEY } from '../mock-upstream.ts'
 import { startChild, waitForLine, type Child } from './procs.ts'
 
 export const ROOT = dirname(dirname(dirname(fileURLToPath(import.meta.url))))
-/** The operator's command: the compiled build in dist/ when it matches src/ (see bin/build-state.mjs). */
-const BIN = join(ROOT, 'bin', 'tollgate.mjs')
 /** Fixed so runs are repeatable; only ever used for a throw-away data dir. */
 export const BENCH_MASTER_KEY = '0123456789abcdef'.repeat(4)
 

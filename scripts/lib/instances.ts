@@ -1,6 +1,6 @@
 /**
  * Tollgate instances as child processes: the real `serve` command (`node --import tsx
- * src/main.ts serve`, or a compiled build's `main.js` when `entry` names one), each in its own process group (so a stop or a SIGKILL reaches everything
+ * src/main.ts serve`, or the script `entry` names: `BIN` or a compiled `main.js`), each in its own process group (so a stop or a SIGKILL reaches everything
  * it runs, by process-group id, never by name), on a loopback port, with an explicit environment.
  * Each one also preloads exit-with-parent.mjs, which stops it if this process dies first.
  *
@@ -9,14 +9,15 @@
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process'
 import { closeSync, openSync } from 'node:fs'
+import { createServer, type AddressInfo } from 'node:net'
 import { dirname, join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { fileURLToPath, pathToFileURL } from 'node:url'
-import { chooseEntry } from '../../bin/build-state.mjs'
-import { createServer, type AddressInfo } from 'node:net'
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
 export const MAIN = join(ROOT, 'src', 'main.ts')
+/** What `npm start` runs: the compiled build when it matches src/, else the sources through tsx (it picks itself). */
+export const BIN = join(ROOT, 'bin', 'tollgate.mjs')
 /** Stops an instance whose parent died (see exit-with-parent.mjs): no orphans after a harness is killed. */
 const EXIT_WITH_PARENT = pathToFileURL(join(dirname(fileURLToPath(import.meta.url)), 'exit-with-parent.mjs')).href
 
@@ -55,16 +56,11 @@ export interface InstanceSpec {
   readonly readyTimeoutMs?: number
   /** Extra node flags before the entry. */
   readonly nodeFlags?: readonly string[]
-  /** A compiled `main.js` (`npm run build`) to run instead of src/main.ts through tsx. */
+  /** An entry script to run instead of src/main.ts through tsx: `BIN` (what `npm start` runs) or a compiled `main.js`. */
   readonly entry?: string
 }
 
-/** The compiled build's `main.js` when dist/ holds a build of the current sources (what `npm start` runs), else undefined. */
-export function builtEntry(): string | undefined {
-  return chooseEntry(ROOT) === 'dist' ? join(ROOT, 'dist', 'main.js') : undefined
-}
-
-/** The node arguments that run the CLI: a compiled `main.js`, or src/main.ts through tsx. */
+/** The node arguments that run the CLI: `entry`, or src/main.ts through tsx. */
 const entryArgs = (entry: string | undefined): string[] => (entry ? [entry] : ['--import', 'tsx', MAIN])
 
 const live = new Set<Instance>()
@@ -197,7 +193,7 @@ export interface CliRun {
   kill(): void
 }
 
-/** Runs the `tollgate` CLI (`node --import tsx src/main.ts …`, or `entry`'s compiled main.js) as a child process. */
+/** Runs the `tollgate` CLI (`node --import tsx src/main.ts …`, or `node <entry> …`) as a child process. */
 export function startCli(args: readonly string[], env: NodeJS.ProcessEnv, timeoutMs = 60_000, entry?: string): CliRun {
   const child = execFile(process.execPath, [...entryArgs(entry), ...args], { cwd: ROOT, env, timeout: timeoutMs, killSignal: 'SIGKILL', maxBuffer: 1 << 20 })
   const done = new Promise<CliResult>((resolve) => {
@@ -235,7 +231,7 @@ export interface SeveralOptions {
   readonly stdout?: InstanceSpec['stdout'] | ((name: string) => InstanceSpec['stdout'])
   readonly onStderr?: (name: string, line: string) => void
   readonly nodeFlags?: readonly string[]
-  /** A compiled `main.js` for the instances and the migration (see `builtEntry`); default src/main.ts through tsx. */
+  /** The entry for the instances and the migration (`BIN`: what `npm start` runs); default src/main.ts through tsx. */
   readonly entry?: string
 }
 
