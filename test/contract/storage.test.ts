@@ -11,7 +11,6 @@ import { newId } from '../../src/core/ids.ts'
 import type { DecisionRecord, DecisionSink } from '../../src/decisions/record.ts'
 import { KyselyDecisionSink, SqliteWorkerDecisionSink } from '../../src/decisions/sinks.ts'
 import { DecisionWriter } from '../../src/decisions/writer.ts'
-import { InFlight } from '../../src/gateway/in-flight.ts'
 import { mintKey } from '../../src/keys/key-format.ts'
 import { OrgKeyring } from '../../src/privacy/org-keys.ts'
 import { masterKeyFromHex } from '../../src/privacy/wrap.ts'
@@ -419,19 +418,6 @@ for (const dialect of DIALECTS) {
         assert.equal(committed(fifth.id), 1)
         await p5
         assert.deepEqual(batches.slice(-2), ['1:false', '1:true'])
-      })
-
-      test('AUDIT-2: InFlight counts a request until it settles, also when it throws', async () => {
-        const inFlight = new InFlight()
-        let release!: () => void
-        const a = inFlight.around(() => new Promise<void>((r) => { release = r }))
-        const b = inFlight.around(async () => { throw new Error('boom') })
-        assert.equal(inFlight.count, 2)
-        await assert.rejects(b)
-        assert.equal(inFlight.count, 1)
-        release()
-        await a
-        assert.equal(inFlight.count, 0)
       })
     }
 

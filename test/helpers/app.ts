@@ -1,3 +1,4 @@
+import assert from 'node:assert/strict'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -48,6 +49,15 @@ let classifier: Classifier | undefined
 export function sharedClassifier(): Classifier {
   classifier ??= createClassifier({ embedded: { workers: 1 } })
   return classifier
+}
+
+/** Polls `check` every 10 ms until it holds; fails naming `what` after `timeoutMs`. */
+export async function until(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+  const end = Date.now() + timeoutMs
+  while (!(await check())) {
+    if (Date.now() > end) assert.fail(`timed out waiting for ${what}`)
+    await new Promise((r) => setTimeout(r, 10))
+  }
 }
 
 /** Builds config from env like production does; throws with every problem if it is invalid. */

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { startMockUpstream, upstreamEnv } from '../fakes/upstreams.ts'
-import { orgWithKeys, startApp, type TestApp } from '../helpers/app.ts'
+import { orgWithKeys, startApp, until, type TestApp } from '../helpers/app.ts'
 
 /**
  * GW-2: a client that goes away cancels the upstream call (no orphaned provider requests,
@@ -15,14 +15,6 @@ const CASES = [
 ] as const
 
 const MODEL = { anthropic: 'claude-sonnet-4-5', openai: 'gpt-4o', gemini: 'gemini-2.5-flash' } as const
-
-async function until(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 5000): Promise<void> {
-  const end = Date.now() + timeoutMs
-  while (!(await check())) {
-    if (Date.now() > end) assert.fail(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 10))
-  }
-}
 
 async function recordFor(tg: TestApp, requestId: string) {
   let row: Awaited<ReturnType<typeof find>>

@@ -1,21 +1,14 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { startMockUpstream, upstreamEnv } from '../fakes/upstreams.ts'
-import { orgWithKeys, startApp } from '../helpers/app.ts'
+import { InFlight } from '../../src/gateway/in-flight.ts'
+import { orgWithKeys, startApp, until } from '../helpers/app.ts'
 
 /**
  * The decision writer commits on the calling thread only while one AI request is in flight, so
  * the count must follow every AI route's requests from arrival until they end — answered,
  * aborted or refused before the handler — and never drift.
  */
-
-async function until(what: string, check: () => boolean, timeoutMs = 5000): Promise<void> {
-  const end = Date.now() + timeoutMs
-  while (!check()) {
-    if (Date.now() > end) assert.fail(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 5))
-  }
-}
 
 test('AUDIT-2 TRANSIT-3 OPS-1: the in-flight count (and its metric) follows AI requests through answers, aborts and refusals, and each is recorded', async (t) => {
   const mock = await startMockUpstream()
@@ -64,4 +57,17 @@ test('AUDIT-2 TRANSIT-3 OPS-1: the in-flight count (and its metric) follows AI r
   await tg.deps.decisions.drain()
   const outcomes = (await tg.deps.db.db.selectFrom('decision').select(['outcome', 'status']).orderBy('created_at').execute()).map((r) => `${r.outcome}:${r.status}`).sort()
   assert.deepEqual(outcomes, ['aborted:499', 'aborted:499', 'allowed:200', 'rejected:400', 'rejected:404'])
+})
+
+test('AUDIT-2: InFlight counts a request until it settles, also when it throws', async () => {
+  const inFlight = new InFlight()
+  let release!: () => void
+  const a = inFlight.around(() => new Promise<void>((r) => { release = r }))
+  const b = inFlight.around(async () => { throw new Error('boom') })
+  assert.equal(inFlight.count, 2)
+  await assert.rejects(b)
+  assert.equal(inFlight.count, 1)
+  release()
+  await a
+  assert.equal(inFlight.count, 0)
 })

@@ -3,7 +3,9 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import net from 'node:net'
 import type { TestContext } from 'node:test'
-import { freePort, type TestApp } from '../helpers/app.ts'
+import { freePort, until, type TestApp } from '../helpers/app.ts'
+
+export { until }
 
 /**
  * Shared setup for the LIMIT-2 (Idempotency-Key) tests: an AI request helper, a raw-socket
@@ -80,13 +82,6 @@ export async function auditCount(tg: TestApp, orgId: string, action: string): Pr
   return Number(r.n)
 }
 
-export async function until(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const end = Date.now() + timeoutMs
-  while (!(await check())) {
-    if (Date.now() > end) assert.fail(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 10))
-  }
-}
 
 /**
  * A private, non-persistent redis-server on a free loopback port (never the shared 6379): a
